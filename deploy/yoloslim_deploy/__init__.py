@@ -1,0 +1,1 @@
+"""Deploy adapters (ONNX, TensorRT) and runtimes for yoloslim."""

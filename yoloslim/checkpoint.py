@@ -1,0 +1,78 @@
+"""Writing Ultralytics-format checkpoints and other files atomically."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from copy import deepcopy
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, train_args: dict[str, Any] | None = None,
+                    yoloslim: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` as a stripped Ultralytics checkpoint (FP16, no optimizer) that ``YOLO(path)`` loads.
+
+    Args:
+        model: The detection model (not modified).
+        path: Destination ``.pt``.
+        train_args: Ultralytics arguments to record (``train_args``), e.g. the dataset.
+        yoloslim: Provenance recorded under the ``yoloslim`` key (recipe, stage, ...).
+    """
+    from ultralytics import __version__
+
+    m = deepcopy(model).half().to(memory_format=torch.contiguous_format)
+    if hasattr(m, "criterion"):
+        m.criterion = None
+    for p in m.parameters():
+        p.requires_grad_(False)
+    if hasattr(m, "args") and not isinstance(m.args, dict):
+        m.args = dict(vars(m.args)) if hasattr(m.args, "__dict__") else dict(m.args)
+    ckpt = {
+        "date": datetime.now().astimezone().isoformat(),
+        "version": __version__,
+        "license": "AGPL-3.0 License (https://ultralytics.com/license)",
+        "docs": "https://docs.ultralytics.com",
+        "epoch": -1,
+        "best_fitness": None,
+        "model": m,
+        "ema": None,
+        "updates": None,
+        "optimizer": None,
+        "train_args": train_args or {},
+        "yoloslim": yoloslim or {},
+    }
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    return atomic_write_bytes(path, buf.getvalue())

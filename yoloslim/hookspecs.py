@@ -1,0 +1,192 @@
+"""The hook contract between the yoloslim core and its plugins.
+
+Every compression method, export target and runtime is a plugin: a module (or object) with functions
+marked ``@yoloslim.hookimpl`` whose names match the hooks below, registered through the ``yoloslim``
+entry-point group. A plugin implements only the hooks it needs and may accept any subset of a hook's
+arguments, named as here.
+
+Calling conventions, as in pluggy:
+
+- Hooks marked *first result wins* stop at the first plugin that returns something other than
+  ``None``; a plugin returns ``None`` for a stage type or format it does not own.
+- Other hooks call every implementation and collect the results.
+- Every hook receives ``ctx``, the :class:`yoloslim.context.SlimContext` of the run: run directory,
+  the current stage (``ctx.stage``, ``None`` outside a recipe), the dataset YAML, image size,
+  device, a ``state`` dict shared by all plugins for the duration of the run, and ``ctx.export``
+  / ``ctx.logger``. Plugins keep per-run state on ``ctx.state`` or on the model, never in module
+  globals: under multi-GPU training each rank rebuilds ``ctx`` and the plugin set from scratch.
+- An exception raised inside a hook stops the run with a :class:`yoloslim.errors.PluginError` that
+  names the plugin and the hook; raise a :class:`yoloslim.errors.YoloslimError` subclass yourself
+  for bad user input (it reaches the user unchanged).
+
+Training-loop hooks fire in *every* training stage, whichever plugin owns the stage; a plugin acts
+only when ``ctx.stage`` (or what it put into ``ctx.state`` earlier) concerns it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import torch
+
+    from yoloslim.context import SlimContext
+    from yoloslim.measure import Measurement
+    from yoloslim.recipe import Stage, StageType
+
+hookspec = pluggy.HookspecMarker("yoloslim")
+hookimpl = pluggy.HookimplMarker("yoloslim")
+
+
+# ---------------------------------------------------------------------------------------------
+# Recipe
+
+
+@hookspec
+def yoloslim_stage_types() -> list[StageType]:
+    """Declare the recipe stage types this plugin handles.
+
+    Called once when the plugin manager is built, before any recipe is read. Each
+    :class:`yoloslim.recipe.StageType` names the stage (``"prune"``), its options with their types
+    and defaults, whether the core fine-tunes the model after the stage's transform
+    (``trains=True``, which also allows the common ``epochs`` and ``train`` keys) and what the
+    stage produces (``"model"``: a checkpoint; ``"artifact"``: a file built by
+    :func:`yoloslim_build_artifact`). Recipes are validated against the union of all declared
+    types before any work starts; two plugins declaring the same name is an error.
+
+    Returns:
+        A list of stage types (may be empty).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+
+
+@hookspec(firstresult=True)
+def yoloslim_transform_model(model: torch.nn.Module, stage: Stage, ctx: SlimContext) -> torch.nn.Module | None:
+    """Transform ``model`` for ``stage`` before the stage's fine-tuning (first result wins).
+
+    Fires once per ``"model"`` stage, on the float32 model on CPU loaded from the previous stage's
+    checkpoint. The owner of ``stage.type`` returns the new model (pruned, wrapped for
+    distillation, with fake quantizers inserted, ...); every other plugin returns ``None``. A
+    stage whose owner returns ``None`` keeps the model unchanged. The returned model must remain an
+    Ultralytics ``DetectionModel`` (or a wrapper whose :func:`yoloslim_model_to_save` returns one),
+    so Ultralytics' trainer, validator and checkpoint format keep working.
+    """
+
+
+@hookspec
+def yoloslim_model_to_save(model: torch.nn.Module, ctx: SlimContext) -> torch.nn.Module | None:
+    """Return the model to serialize in place of ``model``, or ``None`` to leave it as it is.
+
+    Fires every time a checkpoint is written (each epoch's ``last.pt``/``best.pt`` and a stage's
+    output). Implementations are *chained*: each receives what the previous one returned. Use it
+    to strip training-only parts (a teacher, adapters, pruning masks made permanent) so the saved
+    file is a plain Ultralytics checkpoint. Do not modify ``model`` in place; return a new module
+    (the live model keeps training).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Training loop (fired by yoloslim.trainer.SlimTrainer at Ultralytics' own callback points)
+
+
+@hookspec
+def yoloslim_train_start(trainer: Any, ctx: SlimContext) -> None:
+    """Training is about to start (Ultralytics ``on_train_start``).
+
+    ``trainer`` is the :class:`yoloslim.trainer.SlimTrainer`: model, optimizer, dataloaders and
+    EMA exist. Set up per-run state here (e.g. register masks, move a teacher to
+    ``trainer.device``).
+    """
+
+
+@hookspec
+def yoloslim_batch_start(trainer: Any, ctx: SlimContext) -> None:
+    """A training batch is about to run (Ultralytics ``on_train_batch_start``)."""
+
+
+@hookspec
+def yoloslim_extra_loss(
+    batch: dict[str, Any], preds: Any, model: torch.nn.Module, ctx: SlimContext
+) -> dict[str, torch.Tensor] | None:
+    """Return extra loss terms for this training batch, keyed by name.
+
+    Fires inside the detection loss, in training mode only, after Ultralytics computed its own
+    terms. ``batch`` is the preprocessed batch (``batch["img"]`` on the training device), ``preds``
+    the student's raw head outputs, ``model`` the (unwrapped) model being trained. Each value is a
+    scalar tensor on the same scale as the logged ``box``/``cls``/``dfl`` items (a per-image mean);
+    the core multiplies it by the batch size as Ultralytics does for its own terms, adds it to the
+    loss, and logs it by name in the progress bar and ``results.csv``. Names must be unique across
+    plugins and stable from the first batch on. Return ``None`` or ``{}`` for no terms.
+    """
+
+
+@hookspec
+def yoloslim_after_optimizer_step(trainer: Any, ctx: SlimContext) -> None:
+    """The optimizer just stepped and the EMA was updated (e.g. re-apply pruning masks)."""
+
+
+@hookspec
+def yoloslim_epoch_end(trainer: Any, ctx: SlimContext) -> None:
+    """A training epoch ended, before validation (Ultralytics ``on_train_epoch_end``).
+
+    ``trainer.epoch`` is the 0-based epoch that ended. Use it for schedules (sparsity, loss weights).
+    """
+
+
+@hookspec
+def yoloslim_train_end(trainer: Any, ctx: SlimContext) -> None:
+    """Training ended and the best checkpoint was validated (Ultralytics ``on_train_end``)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Artifacts and runtimes
+
+
+@hookspec(firstresult=True)
+def yoloslim_build_artifact(checkpoint: Path, stage: Stage, ctx: SlimContext) -> Path | None:
+    """Build the file of an ``"artifact"`` stage from ``checkpoint`` (first result wins).
+
+    The owner of ``stage.type`` writes its artifact into ``ctx.stage_dir`` (temporary name, then
+    rename) and returns its path; others return ``None``.
+    """
+
+
+@hookspec(firstresult=True)
+def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, Any], ctx: SlimContext) -> Path | None:
+    """Export the Ultralytics checkpoint ``checkpoint`` to format ``fmt`` at ``out`` (first result wins).
+
+    ``fmt`` is a format name such as ``"onnx"`` or ``"engine"``; ``options`` holds format options
+    (``imgsz``, ``opset``, ``dynamic``, ``half``, ...). Return the written path, or ``None`` when the
+    format is not yours. Write to a temporary name and rename, so a failure leaves no file at
+    ``out``. Other plugins reach this hook through ``ctx.export(checkpoint, fmt, out, **options)``.
+    """
+
+
+@hookspec(firstresult=True)
+def yoloslim_open_runtime(path: Path, threads: int, device: str) -> Any | None:
+    """Open ``path`` for inference and return a runtime, or ``None`` if its format is not yours.
+
+    A runtime is a callable taking one float32 NCHW ``numpy`` array in ``[0, 1]`` (letterboxed,
+    RGB) and returning the model's raw outputs. The measurement harness times exactly this call, so
+    do all one-time work (engine build, session creation) here. The core has built-in runtimes for
+    ``.pt`` and ``.onnx``; plugins are asked first.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+@hookspec
+def yoloslim_report_columns(measurement: Measurement, ctx: SlimContext) -> dict[str, Any] | None:
+    """Return extra report columns for one measured artifact (e.g. ``{"sparsity": 0.5}``).
+
+    Fires once per row of the report, after measurement. Values must be JSON-serializable; the
+    union of all columns appears in ``report.md`` and ``report.json``.
+    """

@@ -1,0 +1,217 @@
+"""Run a recipe: load -> stages (transform, fine-tune) -> artifacts -> measure -> report."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from yoloslim.checkpoint import save_checkpoint
+from yoloslim.context import SlimContext
+from yoloslim.errors import PluginError
+from yoloslim.measure import Measurement, measure
+from yoloslim.model_io import check_dataset, load_checkpoint
+from yoloslim.plugins import PluginManager, get_plugin_manager
+from yoloslim.recipe import Recipe, Stage, load_recipe
+from yoloslim.report import write_report
+
+LOGGER = logging.getLogger("yoloslim.pipeline")
+
+
+@dataclass
+class CompressResult:
+    """What ``compress`` produced.
+
+    Attributes:
+        run_dir: The run directory.
+        artifacts: (name, path) of the original and of every stage's output, in order.
+        measurements: One Measurement per artifact, same order.
+        report_md: Path of ``report.md``.
+        report_json: Path of ``report.json``.
+    """
+
+    run_dir: Path
+    artifacts: list[tuple[str, Path]] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)
+    report_md: Path | None = None
+    report_json: Path | None = None
+
+
+def default_imgsz(ckpt: dict[str, Any], fallback: int = 640) -> int:
+    """Image size a checkpoint was trained at (``train_args.imgsz``), else ``fallback``."""
+    imgsz = (ckpt.get("train_args") or {}).get("imgsz")
+    return int(imgsz) if isinstance(imgsz, int) else fallback
+
+
+def unique_dir(base: Path) -> Path:
+    """Return ``base``, or ``base2``, ``base3``, ... whichever does not exist yet."""
+    if not base.exists():
+        return base
+    i = 2
+    while Path(f"{base}{i}").exists():
+        i += 1
+    return Path(f"{base}{i}")
+
+
+def finetune(model: Any, stage: Stage, ctx: SlimContext, checkpoint: Path) -> Path:
+    """Fine-tune ``model`` with SlimTrainer for ``stage.epochs`` and return its best checkpoint."""
+    from yoloslim.trainer import SlimTrainer
+
+    overrides = {
+        "imgsz": ctx.imgsz,
+        "plots": False,
+        **stage.train,
+        "model": str(checkpoint),
+        "data": str(ctx.data),
+        "epochs": stage.epochs,
+        "device": ctx.device,
+        "project": str(ctx.stage_dir),
+        "name": "train",
+        "exist_ok": True,
+    }
+    trainer = SlimTrainer(overrides=overrides, model=model, ctx=ctx)
+    ctx.trainer = trainer
+    try:
+        trainer.train()
+    finally:
+        ctx.trainer = None
+    best = trainer.best if trainer.best.exists() else trainer.last
+    if not best.exists():
+        raise PluginError(f"stage '{stage.name}': training wrote no checkpoint in {trainer.wdir}")
+    return best
+
+
+def run_stage(stage: Stage, current: Path, ctx: SlimContext) -> Path:
+    """Run one stage on the checkpoint ``current`` and return the path of its output."""
+    pm = ctx.get_plugins()
+    assert ctx.stage_dir is not None
+    ctx.stage_dir.mkdir(parents=True, exist_ok=True)
+    if stage.produces == "artifact":
+        path = pm.call("yoloslim_build_artifact", checkpoint=current, stage=stage, ctx=ctx)
+        if path is None:
+            raise PluginError(f"stage '{stage.name}': no loaded plugin built an artifact for stage type '{stage.type}'")
+        return Path(path)
+
+    model, ckpt = load_checkpoint(current)
+    new = pm.call("yoloslim_transform_model", model=model, stage=stage, ctx=ctx)
+    model = model if new is None else new
+    out = ctx.stage_dir / f"{stage.name}.pt"
+    if stage.epochs > 0:
+        best = finetune(model, stage, ctx, current)
+        tmp = out.with_name(f".{out.name}.tmp")
+        shutil.copyfile(best, tmp)
+        tmp.replace(out)
+    else:
+        model = pm.chain("yoloslim_model_to_save", model, "model", ctx=ctx)
+        save_checkpoint(
+            model,
+            out,
+            train_args={**(ckpt.get("train_args") or {}), "data": str(ctx.data), "imgsz": ctx.imgsz},
+            yoloslim={"stage": stage.to_dict(), "source": str(current)},
+        )
+    return out
+
+
+def compress(
+    model: str | Path,
+    data: str | Path,
+    recipe: str | Path | Recipe,
+    out: str | Path | None = None,
+    imgsz: int | None = None,
+    device: str = "cpu",
+    split: str | None = None,
+    threads: int = 2,
+    runs: int = 50,
+    plugins: PluginManager | None = None,
+) -> CompressResult:
+    """Compress ``model`` with ``recipe`` and report original vs every artifact.
+
+    Args:
+        model: Ultralytics detection checkpoint (``best.pt``).
+        data: Dataset YAML the model was trained on.
+        recipe: Recipe YAML path or a parsed :class:`Recipe`.
+        out: Run directory (default ``runs/slim/<recipe name>``, numbered if it exists).
+        imgsz: Image size for training, export and measurement (default: the checkpoint's own).
+        device: Ultralytics device for training (``"cpu"``, ``"0"``).
+        split: Dataset split to measure mAP on (default ``test`` if the dataset has one, else ``val``).
+        threads: CPU threads for latency measurement.
+        runs: Timed runs per artifact for latency.
+        plugins: Plugin manager (default: the installed plugins).
+
+    Returns:
+        A :class:`CompressResult` with the artifacts, measurements and report paths.
+
+    Raises:
+        YoloslimError: On bad input (checkpoint, dataset, recipe) before any work starts, or a plugin failure.
+    """
+    pm = plugins or get_plugin_manager()
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, pm.stage_types(), pm.failed)
+    model = Path(model)
+    _, ckpt = load_checkpoint(model)
+    data_dict = check_dataset(data)
+    imgsz = imgsz or rec.train.get("imgsz") or default_imgsz(ckpt)
+    split = split or ("test" if data_dict.get("test") else "val")
+    run_dir = Path(out) if out else unique_dir(Path("runs/slim") / rec.name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = SlimContext(run_dir=run_dir.resolve(), data=str(Path(data).resolve()), imgsz=imgsz, device=device,
+                      recipe_path=str(rec.path) if rec.path else None, plugins=pm)
+    LOGGER.info("compressing %s with recipe '%s' (%d stages) into %s", model, rec.name, len(rec.stages), run_dir)
+
+    artifacts: list[tuple[str, Path]] = [("original", model)]
+    current = model
+    for stage in rec.stages:
+        ctx.stage, ctx.stage_dir = stage, run_dir / f"{stage.index + 1:02d}_{stage.name}"
+        LOGGER.info("stage %d/%d: %s (%s)", stage.index + 1, len(rec.stages), stage.name, stage.type)
+        path = run_stage(stage, current, ctx)
+        artifacts.append((stage.name, path))
+        if stage.produces == "model":
+            current = path
+    ctx.stage, ctx.stage_dir = None, None
+
+    opener = _runtime_opener(pm)
+    results = measure([p for _, p in artifacts], data, imgsz=imgsz, split=split, threads=threads, runs=runs,
+                      runtime_opener=opener, names=[n for n, _ in artifacts])
+    for m in results:
+        for cols in pm.call("yoloslim_report_columns", measurement=m, ctx=ctx):
+            m.extra.update(cols or {})
+    md, js = write_report(run_dir, results, meta={
+        "model": str(model), "data": str(data), "recipe": rec.name,
+        "recipe_path": str(rec.path) if rec.path else None, "imgsz": imgsz, "split": split,
+        "stages": [s.to_dict() for s in rec.stages],
+    })
+    return CompressResult(run_dir, artifacts, results, md, js)
+
+
+def _runtime_opener(pm: PluginManager) -> Any:
+    def opener(path: str | Path, threads: int) -> Any:
+        return pm.call("yoloslim_open_runtime", path=Path(path), threads=threads, device="cpu")
+
+    return opener
+
+
+def measure_models(
+    models: list[str | Path],
+    data: str | Path,
+    imgsz: int | None = None,
+    split: str | None = None,
+    threads: int = 2,
+    runs: int = 50,
+    json_path: str | Path | None = None,
+    plugins: PluginManager | None = None,
+) -> list[Measurement]:
+    """Measure models with the one harness, plugins' runtimes included (the API of ``yoloslim measure``)."""
+    from yoloslim.measure import write_json
+
+    pm = plugins or get_plugin_manager()
+    data_dict = check_dataset(data)
+    if imgsz is None:
+        first = Path(models[0])
+        imgsz = default_imgsz(load_checkpoint(first)[1]) if first.suffix == ".pt" else 640
+    split = split or ("test" if data_dict.get("test") else "val")
+    results = measure(list(models), data, imgsz=imgsz, split=split, threads=threads, runs=runs,
+                      runtime_opener=_runtime_opener(pm))
+    if json_path:
+        write_json(results, json_path)
+    return results
