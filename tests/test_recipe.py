@@ -43,6 +43,7 @@ def test_valid_recipe_fills_defaults_and_merges_train_args(tmp_path):
     ("stages:\n  - {type: export, epochs: 3}\n", ["stage 1 (export)", "unknown key 'epochs'"]),
     ("stages:\n  - {type: prune, target: x, train: {lr00: 1}}\n", ["stage 1 (prune)", "train.lr00"]),
     ("stages:\n  - {type: prune, target: x, train: {epochs: 1}}\n", ["train.epochs", "'epochs' key"]),
+    ("stages:\n  - {type: prune, target: x, train: {imgsz: 320}}\n", ["train.imgsz", "top-level"]),
     ("stage:\n  - {type: prune}\n", ["unknown top-level key 'stage'"]),
     ("stages: []\n", ["non-empty list"]),
     ("stages: [prune]\n", ["stage 1", "'type' key"]),

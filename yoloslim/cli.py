@@ -82,11 +82,9 @@ def _cmd_measure(a: argparse.Namespace) -> int:
 
 def _cmd_export(a: argparse.Namespace) -> int:
     from yoloslim.context import SlimContext
-    from yoloslim.model_io import load_checkpoint
-    from yoloslim.pipeline import default_imgsz
+    from yoloslim.pipeline import model_imgsz
 
-    _, ckpt = load_checkpoint(a.model)
-    imgsz = a.imgsz or default_imgsz(ckpt)
+    imgsz = a.imgsz or model_imgsz(a.model)
     path = SlimContext(imgsz=imgsz).export(a.model, a.format, a.out)
     print(path)
     return 0

@@ -10,7 +10,7 @@ from typing import Any
 
 from yoloslim.checkpoint import save_checkpoint
 from yoloslim.context import SlimContext
-from yoloslim.errors import PluginError
+from yoloslim.errors import DataError, PluginError
 from yoloslim.measure import Measurement, measure
 from yoloslim.model_io import check_dataset, load_checkpoint
 from yoloslim.plugins import PluginManager, get_plugin_manager
@@ -43,6 +43,35 @@ def default_imgsz(ckpt: dict[str, Any], fallback: int = 640) -> int:
     """Image size a checkpoint was trained at (``train_args.imgsz``), else ``fallback``."""
     imgsz = (ckpt.get("train_args") or {}).get("imgsz")
     return int(imgsz) if isinstance(imgsz, int) else fallback
+
+
+def model_imgsz(path: str | Path, fallback: int = 640) -> int:
+    """Image size a model file was made for: a checkpoint's training size, an ONNX file's input size."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        return default_imgsz(load_checkpoint(path)[1], fallback)
+    if path.suffix == ".onnx" and path.is_file():
+        import onnx
+
+        dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[2].dim_value > 0:
+            return int(dims[2].dim_value)
+    return fallback
+
+
+def check_classes(ckpt: dict[str, Any], data_dict: dict[str, Any], model: Path, data: str | Path) -> None:
+    """Raise DataError when the checkpoint's classes are not the dataset's."""
+    net = ckpt.get("ema") or ckpt.get("model")
+    names = getattr(net, "names", None)
+    if names is None:
+        return
+    model_names = list(names.values()) if isinstance(names, dict) else list(names)
+    data_names = list(data_dict["names"].values())
+    if model_names != data_names:
+        raise DataError(
+            f"model '{model}' has classes {model_names} but dataset '{data}' has {data_names}; "
+            "compress with the dataset the model was trained on"
+        )
 
 
 def unique_dir(base: Path) -> Path:
@@ -151,6 +180,7 @@ def compress(
     model = Path(model)
     _, ckpt = load_checkpoint(model)
     data_dict = check_dataset(data)
+    check_classes(ckpt, data_dict, model, data)
     imgsz = imgsz or rec.train.get("imgsz") or default_imgsz(ckpt)
     split = split or ("test" if data_dict.get("test") else "val")
     run_dir = Path(out) if out else unique_dir(Path("runs/slim") / rec.name)
@@ -206,9 +236,7 @@ def measure_models(
 
     pm = plugins or get_plugin_manager()
     data_dict = check_dataset(data)
-    if imgsz is None:
-        first = Path(models[0])
-        imgsz = default_imgsz(load_checkpoint(first)[1]) if first.suffix == ".pt" else 640
+    imgsz = imgsz or model_imgsz(models[0])
     split = split or ("test" if data_dict.get("test") else "val")
     results = measure(list(models), data, imgsz=imgsz, split=split, threads=threads, runs=runs,
                       runtime_opener=_runtime_opener(pm))

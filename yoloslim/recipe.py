@@ -144,7 +144,16 @@ def _check_value(value: Any, opt: Option) -> Any:
     return value
 
 
-def _check_train_args(args: Any, where: str) -> dict[str, Any]:
+_RESERVED_TRAIN_KEYS = {"model", "data", "epochs", "device", "project", "name", "mode", "task", "resume"}
+_RESERVED_HINT = {
+    "epochs": "use the stage's 'epochs' key",
+    "data": "pass --data on the command line",
+    "device": "pass --device on the command line",
+    "imgsz": "one image size serves training, export and measurement: set it in the top-level 'train' or --imgsz",
+}
+
+
+def _check_train_args(args: Any, where: str, stage_level: bool = False) -> dict[str, Any]:
     """Validate Ultralytics train arguments against Ultralytics' own configuration keys."""
     from ultralytics.cfg import DEFAULT_CFG_DICT
 
@@ -158,11 +167,8 @@ def _check_train_args(args: Any, where: str) -> dict[str, Any]:
                 f"{where}: unknown Ultralytics train argument 'train.{key}'; "
                 "use a key from 'yolo cfg' (e.g. lr0, batch, imgsz, optimizer)"
             )
-        if key in {"model", "data", "epochs"}:
-            raise RecipeError(
-                f"{where}: 'train.{key}' is set by yoloslim; "
-                + ("use the stage's 'epochs' key" if key == "epochs" else f"pass --{key} on the command line")
-            )
+        if key in _RESERVED_TRAIN_KEYS or (stage_level and key == "imgsz"):
+            raise RecipeError(f"{where}: 'train.{key}' is set by yoloslim; {_RESERVED_HINT.get(key, '')}".rstrip("; "))
     return dict(args)
 
 
@@ -228,7 +234,7 @@ def parse_recipe(raw: Any, stage_types: dict[str, StageType], path: Path | None 
             epochs = s.get("epochs", st.default_epochs)
             if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
                 raise RecipeError(f"{where}: key 'epochs': expected a non-negative int, got {epochs!r}")
-        train = {**recipe_train, **_check_train_args(s.get("train"), where)}
+        train = {**recipe_train, **_check_train_args(s.get("train"), where, stage_level=True)}
         sname = s.get("name", stype)
         if not isinstance(sname, str):
             raise RecipeError(f"{where}: key 'name': expected str, got {sname!r}")
