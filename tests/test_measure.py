@@ -150,6 +150,12 @@ def test_validation_batch_does_not_change_pt_map(trained: dict[str, Path]) -> No
     assert batch_1 == pytest.approx(batch_16, abs=1e-4)
 
 
+def test_split_missing_from_the_dataset_is_a_data_error_naming_the_yaml(trained: dict[str, Path]) -> None:
+    with pytest.raises(DataError, match="no 'test:' split") as error:
+        measure([trained["pt"]], trained["data"], imgsz=IMGSZ, split="test", latency=False)
+    assert str(trained["data"]) in str(error.value)
+
+
 def test_onnx_fixed_to_another_imgsz_is_refused_naming_the_file(trained: dict[str, Path]) -> None:
     with pytest.raises(ModelError, match="imgsz") as error:
         onnx_counts(trained["onnx"], 128)

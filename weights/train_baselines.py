@@ -91,6 +91,9 @@ def train_one(role: str, data: Path, args: argparse.Namespace) -> Path:
                 imgsz=args.imgsz,
                 batch=args.batch,
                 nbs=args.nbs,
+                optimizer="AdamW",
+                lr0=args.lr0,
+                cos_lr=True,
                 device="cpu",
                 workers=0,
                 seed=args.seed,
@@ -128,10 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--imgsz", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=8)
     parser.add_argument(
-        "--nbs", type=int, default=16, help="nominal batch size; = --batch means one optimizer step per batch"
+        "--nbs", type=int, default=8, help="nominal batch size; = --batch means one optimizer step per batch"
     )
+    parser.add_argument("--lr0", type=float, default=0.001, help="AdamW learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(

@@ -83,7 +83,7 @@ class Measurement:
         threads: CPU threads the runtime was given.
         runs: Timed forward passes behind the latency figures (0 when latency was not measured).
         device: Where the latency was measured.
-        extra: Further columns, e.g. added by plugins through ``yoloslim_report_rows``.
+        extra: Further columns, e.g. added by plugins through ``yoloslim_report_columns``.
     """
 
     name: str
@@ -134,11 +134,12 @@ def torch_counts(model: torch.nn.Module, imgsz: int) -> tuple[int, float]:
     return params, counter.get_total_flops() / 1e9
 
 
-def _static_input_shape(model: Any) -> tuple[str, list[int | str]]:
-    """Return the name and dims (int, or the symbol's name for a dynamic dim) of an ONNX graph's image input."""
+def _image_input(model: Any) -> tuple[str, list[int | str]]:
+    """Return the name and dims (int, or the symbol's name for a dynamic dim) of an ONNX graph's first input."""
     initializers = {t.name for t in model.graph.initializer}
     graph_input = next(i for i in model.graph.input if i.name not in initializers)
-    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in graph_input.type.tensor_type.shape.dim]
+    shape = graph_input.type.tensor_type.shape
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
     return graph_input.name, dims
 
 
@@ -146,7 +147,8 @@ def onnx_counts(path: str | Path, imgsz: int) -> tuple[int, float]:
     """Count parameters and GFLOPs of an ONNX graph at batch 1 and ``imgsz``, matching :func:`torch_counts`.
 
     FLOPs are 2 x MACs of Conv, ConvTranspose, Gemm, MatMul and their quantized forms (QLinearConv, ConvInteger,
-    MatMulInteger, QLinearMatMul), with shapes from ONNX shape inference. Parameters are the sizes of the
+    MatMulInteger, QLinearMatMul), with shapes from ONNX shape inference, completed by one ONNX Runtime run where
+    contrib ops (QLinearSigmoid, QLinearAdd, ...) stop it. Parameters are the sizes of the
     initializers that are weights or biases of those ops or scales/biases of normalisation ops, followed through
     DequantizeLinear and casts, each counted once; constants such as anchors and strides are not parameters.
 
@@ -168,7 +170,7 @@ def onnx_counts(path: str | Path, imgsz: int) -> tuple[int, float]:
     except Exception as e:
         raise ModelError(f"{path}: not a readable ONNX file ({type(e).__name__}: {e}); export it again") from e
 
-    input_name, dims = _static_input_shape(model)
+    input_name, dims = _image_input(model)
     if len(dims) != 4:
         raise ModelError(f"{path}: input '{input_name}' has shape {dims}, expected NCHW; export an image model")
     wanted = [1, None, imgsz, imgsz]
@@ -367,6 +369,20 @@ def latency_image(imgsz: int, image: str | Path | None = None) -> np.ndarray:
     return np.ascontiguousarray(boxed[..., ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
 
 
+def _open_runner(
+    path: Path, fmt: str, threads: int, torch_model: torch.nn.Module | None, opener: RuntimeOpener | None
+) -> Runner:
+    """Open one model for timing: the plugin opener first, then the built-in torch / ONNX Runtime runners."""
+    runner = opener(path, threads) if opener is not None else None
+    if runner is not None:
+        return runner
+    if fmt == "pt" and torch_model is not None:
+        return _open_torch(torch_model)
+    if fmt == "onnx":
+        return _open_onnx(path, threads)
+    raise ModelError(f"{path}: no runtime for format '{fmt}'; install the plugin that runs it")
+
+
 def _time_interleaved(runners: Sequence[Runner], x: np.ndarray, warmup: int, runs: int) -> list[list[float]]:
     """Time ``runs`` calls of every runner, round-robin (starting one later each round); seconds per call."""
     for _ in range(warmup):
@@ -482,8 +498,13 @@ def measure(
         if not path.is_file():
             raise ModelError(f"{path}: model file not found; pass the path to an existing .pt or .onnx file")
         if model_format(path) not in BUILTIN_FORMATS and runtime_opener is None:
-            raise ModelError(f"{path}: no runtime for format '{model_format(path)}'; measure .pt or .onnx files, or install the plugin that runs it")
+            raise ModelError(
+                f"{path}: no runtime for format '{model_format(path)}'; measure .pt or .onnx files, or install "
+                f"the plugin that runs it"
+            )
     dataset = check_dataset(data) if data is not None else None
+    if dataset is not None and not dataset.get(split):
+        raise DataError(f"{data}: has no '{split}:' split to measure on; add it to the YAML or pass split='val'")
 
     # Load and count first: a bad file fails before any long validation runs.
     results: list[Measurement] = []
@@ -531,19 +552,13 @@ def measure(
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            runners: list[Runner] = []
-            for i, (path, m) in enumerate(zip(paths, results)):
-                runner = runtime_opener(path, threads) if runtime_opener is not None else None
-                if runner is None:
-                    if m.format == "pt":
-                        runner = _open_torch(torch_models[i])
-                    elif m.format == "onnx":
-                        runner = _open_onnx(path, threads)
-                    else:
-                        raise ModelError(f"{path}: no runtime for format '{m.format}'; install the plugin that runs it")
+            runners = [
+                _open_runner(path, m.format, threads, torch_models.get(i), runtime_opener)
+                for i, (path, m) in enumerate(zip(paths, results))
+            ]
+            for m, runner in zip(results, runners):
                 m.device = str(getattr(runner, "device", "cpu"))
-                runners.append(runner)
-            LOGGER.info("timing %d models: %d warmup + %d runs each, interleaved, %d threads", len(runners), warmup, runs, threads)
+            LOGGER.info("timing %d models: %d warmup + %d runs each, interleaved", len(runners), warmup, runs)
             times = _time_interleaved(runners, x, warmup, runs)
         finally:
             torch.set_num_threads(previous_threads)
@@ -573,7 +588,9 @@ def format_table(measurements: Sequence[Measurement]) -> str:
     Returns:
         The table text (header, separator, rows), ``-`` where a value was not measured.
     """
-    header = ["name", "format", "params (M)", "GFLOPs", "size MB", "mAP50", "mAP50-95", "p50 ms", "p90 ms", "FPS", "threads"]
+    header = [
+        "name", "format", "params (M)", "GFLOPs", "size MB", "mAP50", "mAP50-95", "p50 ms", "p90 ms", "FPS", "threads"
+    ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for m in measurements:
         cells = [

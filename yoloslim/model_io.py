@@ -19,7 +19,7 @@ import yaml
 
 from yoloslim.errors import DataError, ModelError
 
-# The same list Ultralytics' dataloaders read (ultralytics.data.utils.IMG_FORMATS); imported lazily with it.
+# Splits whose folders check_dataset verifies when the YAML lists them.
 _SPLITS = ("train", "val", "test")
 
 
@@ -82,7 +82,7 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint not found; pass the path to an existing Ultralytics .pt file")
     if model_format(path) != "pt":
-        raise ModelError(f"{path}: not a .pt checkpoint; pass the Ultralytics .pt file (e.g. runs/detect/train/weights/best.pt)")
+        raise ModelError(f"{path}: not a .pt checkpoint; pass the .pt file Ultralytics wrote (e.g. weights/best.pt)")
 
     try:
         with _no_autoinstall():
