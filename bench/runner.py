@@ -1,0 +1,85 @@
+"""Shared benchmark runner: export, measure baseline and candidates in one process, write results.
+
+Every benchmark under ``bench/`` measures its baseline and its candidates with the one harness
+(:func:`yoloslim.measure.measure`, latency interleaved across the models of a call) and writes
+``bench/results/<name>.json`` and ``bench/results/<name>.md``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+WORK = ROOT / "runs" / "bench"
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+
+from yoloslim.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
+from yoloslim.context import SlimContext  # noqa: E402
+from yoloslim.measure import Measurement, format_table, measure  # noqa: E402
+from yoloslim.plugins import get_plugin_manager  # noqa: E402
+from yoloslim.report import environment  # noqa: E402
+
+LOGGER = logging.getLogger("yoloslim.bench")
+TEACHER = ROOT / "weights" / "teacher_yolov8s.pt"
+STUDENT = ROOT / "weights" / "student_yolov8n.pt"
+
+
+def bundled_data(variant: str = "full") -> Path:
+    """Return the bundled dataset's data.yaml, generating it first if needed."""
+    spec = importlib.util.spec_from_file_location("synth_shapes", ROOT / "datasets" / "synth_shapes.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("synth_shapes", module)
+    spec.loader.exec_module(module)
+    return module.generate(ROOT / "datasets" / "generated" / variant, variant=variant)
+
+
+def export_onnx(checkpoint: Path, imgsz: int, workdir: Path) -> Path:
+    """Export ``checkpoint`` to a static batch-1 ONNX at ``imgsz`` through the export plugins."""
+    out = workdir / f"{checkpoint.stem}_{imgsz}.onnx"
+    if not out.exists():
+        SlimContext(imgsz=imgsz).export(checkpoint, "onnx", out, imgsz=imgsz)
+    return out
+
+
+def measure_rows(rows: Sequence[tuple[str, Path]], data: Path | None, **kwargs: Any) -> list[Measurement]:
+    """Measure named files together (latency interleaved), plugin runtimes included."""
+    pm = get_plugin_manager()
+
+    def opener(path: Path, threads: int) -> Any:
+        return pm.call("yoloslim_open_runtime", path=Path(path), threads=threads, device="cpu")
+
+    return measure([p for _, p in rows], data, names=[n for n, _ in rows], runtime_opener=opener, **kwargs)
+
+
+def write_results(name: str, sections: dict[str, list[Measurement]], meta: dict[str, Any],
+                  notes: Sequence[str] = ()) -> tuple[Path, Path]:
+    """Write ``bench/results/<name>.json`` and ``.md``: one table per section, plus settings and notes."""
+    payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **meta,
+               "environment": {**environment(), "machine": platform.machine(), "cores": os.cpu_count()},
+               "sections": {k: [m.to_dict() for m in v] for k, v in sections.items()}, "notes": list(notes)}
+    js = atomic_write_json(RESULTS / f"{name}.json", payload)
+    lines = [f"# Benchmark: {name}", "", f"Measured {payload['date']} on {payload['environment']['cpu']} "
+             f"({payload['environment']['cores']} cores); torch {payload['environment']['torch']}, "
+             f"onnxruntime {payload['environment']['onnxruntime']}.", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items()] + [""]
+    for section, rows in sections.items():
+        lines += [f"## {section}", "", format_table(rows), ""]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    md = atomic_write_text(RESULTS / f"{name}.md", "\n".join(lines))
+    return js, md
+
+
+def setup_logging() -> None:
+    """Log benchmark progress to stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
