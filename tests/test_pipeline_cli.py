@@ -135,3 +135,25 @@ def test_dataset_with_other_classes_than_the_model_is_rejected_before_work(tmp_p
                               "--out", str(tmp_path / "run")))
     assert "thing0" in line and "other.yaml" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_plugin_stage_type_becomes_a_subcommand_with_flags_from_its_options(tmp_path, tiny_data, tiny_ckpt,
+                                                                            plugin_site):
+    env = subprocess_env(PYTHONPATH=str(plugin_site), YOLOSLIM_DISABLE_PLUGINS="brokenplug")
+    r = run_cli("l2shrink", "--help", env=env)
+    assert r.returncode == 0 and "--factor FACTOR" in r.stdout and "--epochs N" in r.stdout
+    r = run_cli("l2shrink", str(tiny_ckpt), "--data", str(tiny_data), "--factor", "x", "--out", str(tmp_path / "o.pt"),
+                env=env)
+    assert r.returncode == 2 and "argument --factor: invalid float value: 'x'" in r.stderr
+    assert not (tmp_path / "o.pt").exists()
+    out = tmp_path / "shrunk.pt"
+    r = run_cli("l2shrink", str(tiny_ckpt), "--data", str(tiny_data), "--factor", "0.5", "--epochs", "0",
+                "--out", str(out), "--run-dir", str(tmp_path / "run"), "--runs", "3", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    from yoloslim.model_io import load_checkpoint
+
+    a, _ = load_checkpoint(tiny_ckpt)
+    b, _ = load_checkpoint(out)
+    wa, wb = next(a.parameters()), next(b.parameters())
+    assert float((wb - 0.5 * wa).abs().max()) < 1e-2  # the stage's option reached the plugin (fp16 storage)
+    assert (tmp_path / "run" / "report.md").exists()

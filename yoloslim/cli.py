@@ -1,4 +1,8 @@
-"""The ``yoloslim`` command line: compress, measure, export, plugins.
+"""The ``yoloslim`` command line: compress, measure, export, plugins, and one command per stage type.
+
+Every stage type a plugin declares is also a subcommand (``yoloslim finetune MODEL --data D
+--epochs 3 --out ft.pt``) whose flags come from the stage's declared options, so plugins add
+commands without touching the core.
 
 Bad input ends with one line on stderr (``yoloslim: error: ...``) and exit status 1; a traceback
 means a bug.
@@ -10,7 +14,8 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 
 def _offline_defaults() -> None:
@@ -57,7 +62,82 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("plugins", help="list loaded plugins, their package, version, hooks and stage types",
                    description="List loaded plugins and those that failed to load.")
+    _add_stage_commands(sub)
     return p
+
+
+def _add_stage_commands(sub: Any) -> None:
+    """Add one subcommand per plugin stage type (``yoloslim prune ...``), its flags from the stage's options."""
+    from yoloslim.errors import YoloslimError
+    from yoloslim.plugins import get_plugin_manager
+    from yoloslim.recipe import REQUIRED
+
+    try:
+        stage_types = get_plugin_manager().stage_types()
+    except YoloslimError as e:  # reported again, as one line, if the user runs a command that needs plugins
+        logging.getLogger("yoloslim.cli").warning("stage commands unavailable: %s", e)
+        return
+    for st in stage_types.values():
+        if st.name in _BUILTIN_COMMANDS:
+            continue
+        p = sub.add_parser(st.name, help=st.help or f"run the '{st.name}' stage alone",
+                           description=f"{st.help or st.name}. Runs a one-stage recipe, writes the result to --out "
+                                       "and a report comparing it with the original into the run directory.")
+        p.add_argument("model", help="Ultralytics detection checkpoint (.pt)")
+        p.add_argument("--data", required=True, help="dataset YAML the model was trained on")
+        p.add_argument("--out", required=True, help="output file")
+        p.add_argument("--imgsz", type=int, help="image size (default: the checkpoint's training size)")
+        p.add_argument("--device", default="cpu", help="training device, as in Ultralytics (cpu, 0, 0,1)")
+        p.add_argument("--run-dir", help="where stage outputs and the report go (default runs/slim/<stage>)")
+        p.add_argument("--threads", type=int, default=2, help="CPU threads for latency (default 2)")
+        p.add_argument("--runs", type=int, default=50, help="timed runs per artifact (default 50)")
+        if st.trains:
+            p.add_argument(f"--{st.epochs_flag}", dest="stage_epochs", type=int, default=st.default_epochs, metavar="N",
+                           help=f"fine-tuning epochs (default {st.default_epochs})")
+        for name, opt in st.options.items():
+            flag = f"--{name.replace('_', '-')}"
+            kwargs: dict[str, Any] = {"dest": f"opt_{name}", "help": opt.help}
+            types = opt.type if isinstance(opt.type, tuple) else (opt.type,)
+            if bool in types:
+                kwargs["action"] = argparse.BooleanOptionalAction
+            else:
+                kwargs["type"] = next((t for t in (int, float) if t in types), str)
+                kwargs["metavar"] = name.upper()
+            if opt.choices:
+                kwargs["choices"] = list(opt.choices)
+            kwargs["required"] = opt.default is REQUIRED
+            kwargs["default"] = None
+            p.add_argument(flag, **kwargs)
+        p.set_defaults(stage_type=st.name)
+
+
+_BUILTIN_COMMANDS = {"compress", "measure", "export", "plugins"}
+
+
+def _cmd_stage(a: argparse.Namespace) -> int:
+    import shutil
+
+    from yoloslim.pipeline import compress, unique_dir
+    from yoloslim.plugins import get_plugin_manager
+    from yoloslim.recipe import parse_recipe
+
+    pm = get_plugin_manager()
+    stage: dict[str, Any] = {"type": a.stage_type}
+    stage.update({k[4:]: v for k, v in vars(a).items() if k.startswith("opt_") and v is not None})
+    if getattr(a, "stage_epochs", None) is not None:
+        stage["epochs"] = a.stage_epochs
+    recipe = parse_recipe({"name": a.stage_type, "stages": [stage]}, pm.stage_types(), None, pm.failed)
+    run_dir = Path(a.run_dir) if a.run_dir else unique_dir(Path("runs/slim") / a.stage_type)
+    r = compress(a.model, a.data, recipe, out=run_dir, imgsz=a.imgsz, device=a.device, threads=a.threads,
+                 runs=a.runs, plugins=pm)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.copyfile(r.artifacts[-1][1], tmp)
+    tmp.replace(out)
+    print(r.report_md.read_text(encoding="utf-8"))
+    print(f"{a.stage_type}: {out}  (report: {r.report_md})")
+    return 0
 
 
 def _cmd_compress(a: argparse.Namespace) -> int:
@@ -107,12 +187,14 @@ def _cmd_plugins(a: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``yoloslim`` command; returns the exit status."""
     _offline_defaults()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(name)s: %(message)s")
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(name)s: %(message)s")
     from yoloslim.errors import YoloslimError
 
-    handler = {"compress": _cmd_compress, "measure": _cmd_measure, "export": _cmd_export,
-               "plugins": _cmd_plugins}[args.command]
+    handlers = {"compress": _cmd_compress, "measure": _cmd_measure, "export": _cmd_export, "plugins": _cmd_plugins}
+    handler = handlers.get(args.command, _cmd_stage)
     try:
         return handler(args)
     except YoloslimError as e:

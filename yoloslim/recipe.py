@@ -64,6 +64,7 @@ class StageType:
         default_epochs: Fine-tuning epochs when the recipe gives none (only if ``trains``).
         produces: ``"model"`` (a checkpoint) or ``"artifact"`` (a file from ``yoloslim_build_artifact``).
         help: One line describing the stage.
+        epochs_flag: Name of the epochs flag of the stage's own CLI subcommand (e.g. ``finetune-epochs``).
     """
 
     name: str
@@ -72,6 +73,7 @@ class StageType:
     default_epochs: int = 0
     produces: str = "model"
     help: str = ""
+    epochs_flag: str = "epochs"
 
 
 @dataclass
