@@ -1,0 +1,1 @@
+"""Pruning for yoloslim: unstructured, channel and depth pruning of Ultralytics YOLO detectors."""

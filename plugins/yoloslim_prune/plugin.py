@@ -1,0 +1,1 @@
+"""The pruning plugin's hook implementations (work in progress)."""
