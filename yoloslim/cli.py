@@ -1,4 +1,4 @@
-"""The ``yoloslim`` command line: compress, measure, export, plugins, and one command per stage type.
+"""The ``yoloslim`` command line: compress, measure, bench, export, plugins, and one command per stage type.
 
 Every stage type a plugin declares is also a subcommand (``yoloslim finetune MODEL --data D
 --epochs 3 --out ft.pt``) whose flags come from the stage's declared options, so plugins add
@@ -53,12 +53,25 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--runs", type=int, default=50, help="timed runs per model (default 50)")
     m.add_argument("--json", help="also write the results to this JSON file")
 
+    b = sub.add_parser("bench", help="one table and a Pareto plot of accuracy vs latency for several models",
+                       description="Measure every model with the same harness in one process (latency interleaved) "
+                                   "and write bench.md, bench.json and pareto.png (mAP50-95 vs latency p50).")
+    b.add_argument("models", nargs="+", help="checkpoints or exported models (any format a runtime plugin opens)")
+    b.add_argument("--data", required=True, help="dataset YAML")
+    b.add_argument("--out", default="runs/bench", help="output folder (default runs/bench)")
+    b.add_argument("--imgsz", type=int, help="image size (default: the first model's)")
+    b.add_argument("--split", help="split for mAP (default test if present, else val)")
+    b.add_argument("--threads", type=int, default=2, help="CPU threads for latency (default 2)")
+    b.add_argument("--runs", type=int, default=50, help="timed runs per model (default 50)")
+
     e = sub.add_parser("export", help="export a checkpoint through the export plugins",
                        description="Export a checkpoint to a deployment format via the yoloslim_export hook.")
     e.add_argument("model", help="Ultralytics detection checkpoint (.pt)")
     e.add_argument("--format", default="onnx", help="format name (see 'yoloslim plugins'), default onnx")
     e.add_argument("--out", required=True, help="output file")
     e.add_argument("--imgsz", type=int, help="image size (default: the checkpoint's training size)")
+    e.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="format option for the export plugin, repeatable (e.g. dynamic=true, batch=4, opset=17)")
 
     sub.add_parser("plugins", help="list loaded plugins, their package, version, hooks and stage types",
                    description="List loaded plugins and those that failed to load.")
@@ -111,7 +124,7 @@ def _add_stage_commands(sub: Any) -> None:
         p.set_defaults(stage_type=st.name)
 
 
-_BUILTIN_COMMANDS = {"compress", "measure", "export", "plugins"}
+_BUILTIN_COMMANDS = {"compress", "measure", "bench", "export", "plugins"}
 
 
 def _cmd_stage(a: argparse.Namespace) -> int:
@@ -160,12 +173,33 @@ def _cmd_measure(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(a: argparse.Namespace) -> int:
+    from yoloslim.measure import format_table
+    from yoloslim.pipeline import measure_models
+    from yoloslim.report import write_bench
+
+    results = measure_models(a.models, a.data, imgsz=a.imgsz, split=a.split, threads=a.threads, runs=a.runs)
+    md, js, plot = write_bench(a.out, results, {"models": [str(m) for m in a.models], "data": str(a.data)})
+    print(format_table(results))
+    print(f"bench: {md}  {js}" + (f"  {plot}" if plot else ""))
+    return 0
+
+
 def _cmd_export(a: argparse.Namespace) -> int:
+    import yaml
+
     from yoloslim.context import SlimContext
+    from yoloslim.errors import ExportError
     from yoloslim.pipeline import model_imgsz
 
+    options: dict[str, Any] = {}
+    for item in a.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ExportError(f"--option '{item}': expected KEY=VALUE, e.g. --option dynamic=true")
+        options[key] = yaml.safe_load(value)
     imgsz = a.imgsz or model_imgsz(a.model)
-    path = SlimContext(imgsz=imgsz).export(a.model, a.format, a.out)
+    path = SlimContext(imgsz=imgsz).export(a.model, a.format, a.out, **options)
     print(path)
     return 0
 
@@ -193,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from yoloslim.errors import YoloslimError
 
-    handlers = {"compress": _cmd_compress, "measure": _cmd_measure, "export": _cmd_export, "plugins": _cmd_plugins}
+    handlers = {"compress": _cmd_compress, "measure": _cmd_measure, "bench": _cmd_bench, "export": _cmd_export,
+                "plugins": _cmd_plugins}
     handler = handlers.get(args.command, _cmd_stage)
     try:
         return handler(args)

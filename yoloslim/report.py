@@ -1,13 +1,19 @@
-"""The run report: ``report.md`` and ``report.json`` comparing the original with every artifact."""
+"""The run report: ``report.md``, ``report.json`` and ``pareto.png`` comparing the original with every artifact.
+
+``yoloslim bench`` writes the same table and plot (``bench.md``, ``bench.json``, ``pareto.png``) for any files.
+"""
 
 from __future__ import annotations
 
+import io
 import platform
 from pathlib import Path
 from typing import Any, Sequence
 
-from yoloslim.checkpoint import atomic_write_json, atomic_write_text
+from yoloslim.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
 from yoloslim.measure import Measurement, format_table
+
+PLOT_NAME = "pareto.png"
 
 
 def environment() -> dict[str, Any]:
@@ -36,8 +42,76 @@ def _delta(a: float | None, b: float | None) -> str:
     return f"{(a - b) * 100:+.1f}" if a is not None and b is not None else "-"
 
 
-def render_markdown(measurements: Sequence[Measurement], meta: dict[str, Any]) -> str:
-    """Render the report: settings, the measurement table, deltas against the first row, extra columns."""
+def pareto_front(measurements: Sequence[Measurement]) -> list[int]:
+    """Indices of the rows no other row beats on both latency (p50, lower) and mAP50-95 (higher), fastest first.
+
+    Rows without a latency or an mAP are left out.
+    """
+    rows = [(m.latency_p50_ms, m.map50_95, i) for i, m in enumerate(measurements)
+            if m.latency_p50_ms is not None and m.map50_95 is not None]
+    front: list[int] = []
+    best = float("-inf")
+    for _, acc, i in sorted(rows, key=lambda r: (r[0], -r[1])):
+        if acc > best:
+            front.append(i)
+            best = acc
+    return front
+
+
+def plot_pareto(measurements: Sequence[Measurement], path: str | Path, title: str = "") -> Path | None:
+    """Plot mAP50-95 against latency p50 for every row, the Pareto front marked; write a PNG atomically.
+
+    Returns:
+        The written path, or None when no row has both a latency and an mAP.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    front = pareto_front(measurements)
+    if not front:
+        return None
+    fig = Figure(figsize=(6.4, 4.2), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    points = [(i, m) for i, m in enumerate(measurements) if m.latency_p50_ms is not None and m.map50_95 is not None]
+    others = [m for i, m in points if i not in front]
+    if others:
+        ax.scatter([m.latency_p50_ms for m in others], [m.map50_95 for m in others], color="0.55",
+                   label="dominated", zorder=2)
+    fx = [measurements[i].latency_p50_ms for i in front]
+    fy = [measurements[i].map50_95 for i in front]
+    ax.step(fx, fy, where="post", color="tab:red", linewidth=1.2, zorder=1)
+    ax.scatter(fx, fy, color="tab:red", label="Pareto front", zorder=3)
+    for _, m in points:
+        ax.annotate(f"{m.name} ({m.format})", (m.latency_p50_ms, m.map50_95), textcoords="offset points",
+                    xytext=(4, 4), fontsize=7)
+    base = measurements[0]
+    ax.set_xlabel(f"latency p50 (ms, batch 1, {base.threads} threads, {base.device})")
+    ax.set_ylabel(f"mAP50-95 ({base.split or 'val'})")
+    ax.set_title(title or "accuracy vs latency")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _pareto_section(measurements: Sequence[Measurement], plot: str | None) -> list[str]:
+    front = pareto_front(measurements)
+    if not front:
+        return []
+    lines = ["## Accuracy vs latency", ""]
+    if plot:
+        lines += [f"![mAP50-95 vs latency]({plot})", ""]
+    lines += ["Pareto front (no other row is both faster and more accurate), fastest first: "
+              + ", ".join(f"`{measurements[i].name}`" for i in front), ""]
+    return lines
+
+
+def render_markdown(measurements: Sequence[Measurement], meta: dict[str, Any], plot: str | None = None) -> str:
+    """Render the report: settings, the measurement table, deltas against the first row, the Pareto front and plot
+    (``plot``: the image's path relative to the report), extra columns."""
     base = measurements[0]
     lines = [f"# yoloslim report: {meta.get('recipe', '')}", ""]
     lines += [f"- model: `{meta.get('model')}`", f"- data: `{meta.get('data')}` (mAP on split `{meta.get('split')}`)",
@@ -51,6 +125,7 @@ def render_markdown(measurements: Sequence[Measurement], meta: dict[str, Any]) -
         lines.append(f"| {m.name} | {_ratio(m.params, base.params)} | {_ratio(m.gflops, base.gflops)} | "
                      f"{_ratio(m.size_mb, base.size_mb)} | {_ratio(m.latency_p50_ms, base.latency_p50_ms)} | "
                      f"{_delta(m.map50_95, base.map50_95)} |")
+    lines += [""] + _pareto_section(measurements, plot)
     extra_keys = sorted({k for m in measurements for k in m.extra})
     if extra_keys:
         lines += ["", "## Plugin columns", "", "| name | " + " | ".join(extra_keys) + " |",
@@ -62,9 +137,31 @@ def render_markdown(measurements: Sequence[Measurement], meta: dict[str, Any]) -
 
 def write_report(run_dir: str | Path, measurements: Sequence[Measurement],
                  meta: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.json`` into ``run_dir`` atomically and return their paths."""
+    """Write ``report.md``, ``report.json`` and ``pareto.png`` into ``run_dir`` atomically; return the first two."""
     run_dir = Path(run_dir)
-    md = atomic_write_text(run_dir / "report.md", render_markdown(measurements, meta))
+    plot = plot_pareto(measurements, run_dir / PLOT_NAME, f"yoloslim report: {meta.get('recipe', '')}")
+    md = atomic_write_text(run_dir / "report.md", render_markdown(measurements, meta, plot.name if plot else None))
     js = atomic_write_json(run_dir / "report.json", {
         **meta, "environment": environment(), "measurements": [m.to_dict() for m in measurements]})
     return md, js
+
+
+def write_bench(out_dir: str | Path, measurements: Sequence[Measurement],
+                meta: dict[str, Any]) -> tuple[Path, Path, Path | None]:
+    """Write ``bench.md``, ``bench.json`` and ``pareto.png`` (when rows have mAP and latency) into ``out_dir``.
+
+    Returns:
+        ``(bench.md, bench.json, pareto.png or None)``.
+    """
+    out_dir = Path(out_dir)
+    plot = plot_pareto(measurements, out_dir / PLOT_NAME, "yoloslim bench")
+    base = measurements[0]
+    lines = ["# yoloslim bench", "", f"- data: `{meta.get('data')}` (mAP on split `{base.split}`)",
+             f"- image size: {base.imgsz}; latency: batch 1, {base.threads} CPU threads, {base.runs} timed runs "
+             "after warm-up, interleaved across rows in one process", "",
+             format_table(measurements), ""] + _pareto_section(measurements, plot.name if plot else None)
+    md = atomic_write_text(out_dir / "bench.md", "\n".join(lines) + "\n")
+    front = [measurements[i].name for i in pareto_front(measurements)]
+    js = atomic_write_json(out_dir / "bench.json", {**meta, "environment": environment(), "pareto_front": front,
+                                                    "measurements": [m.to_dict() for m in measurements]})
+    return md, js, plot

@@ -1,1 +1,10 @@
-"""Deploy adapters (ONNX, TensorRT) and runtimes for yoloslim."""
+"""Deploy adapters (ONNX, TensorRT) and one detection runtime over PyTorch, ONNX Runtime and TensorRT.
+
+>>> from yoloslim_deploy import Detector
+>>> detections = Detector("best.onnx")(cv2.imread("frame.jpg"))
+"""
+
+from yoloslim_deploy.detector import Detections, Detector
+from yoloslim_deploy.metadata import ModelMeta, read_metadata
+
+__all__ = ["Detections", "Detector", "ModelMeta", "read_metadata"]

@@ -1,12 +1,22 @@
 """ONNX export adapter: answers ``yoloslim_export`` for ``fmt="onnx"`` with Ultralytics' exporter.
 
-Ultralytics writes the ONNX beside its source checkpoint and embeds its metadata (class names,
-image size, stride); the adapter exports from a private copy in a temporary folder and renames the
-result into place, so the source folder stays clean and a failure leaves no file at ``out``.
+Ultralytics traces the fused model, simplifies the graph with onnxslim and embeds its metadata (class
+names, image size, stride, batch, export arguments). The adapter adds what a deployment needs on top:
+
+- a ``yoloslim`` metadata entry (JSON): precision, dynamic batch, opset, the recipe and stage that made
+  the checkpoint, and the parity result below;
+- ``onnx.checker.check_model(full_check=True)``;
+- a parity check: the exported graph and the PyTorch model run the same letterboxed real images (the
+  run's dataset, else a fixed synthetic image) and their raw outputs must agree within the tolerance of
+  the precision (:data:`yoloslim_deploy.parity.TOLERANCES`), else the export fails.
+
+Ultralytics writes the ONNX beside its source checkpoint; the adapter exports from a private copy in a
+temporary folder and renames the checked file into place, so a failure leaves no file at ``out``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -17,29 +27,158 @@ from typing import Any
 from yoloslim import hookimpl
 from yoloslim.errors import ExportError
 
+from yoloslim_deploy.metadata import YOLOSLIM_KEY
+from yoloslim_deploy.parity import compare_outputs, letterboxed_batch, onnx_output, parity_images, torch_reference
+
 LOGGER = logging.getLogger("yoloslim.deploy.onnx")
+
+# Options passed on to Ultralytics' exporter as they are.
+_ULTRALYTICS_OPTIONS = ("imgsz", "opset", "dynamic", "batch", "half", "simplify")
+# Options the adapter itself reads.
+_OWN_OPTIONS = ("parity", "parity_tolerance", "parity_images")
+_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "QLinearMatMul"}
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - set(_ULTRALYTICS_OPTIONS) - set(_OWN_OPTIONS))
+    if unknown:
+        raise ExportError(
+            f"unknown ONNX export option(s) {unknown}; use {', '.join(_ULTRALYTICS_OPTIONS + _OWN_OPTIONS)}"
+        )
+    imgsz = options.get("imgsz")
+    if imgsz is not None and (not isinstance(imgsz, int) or imgsz < 32):
+        raise ExportError(f"ONNX export option imgsz={imgsz!r}; pass one integer >= 32 (square input)")
+    batch = options.get("batch")
+    if batch is not None and (not isinstance(batch, int) or batch < 1):
+        raise ExportError(f"ONNX export option batch={batch!r}; pass a positive integer (static batch size)")
+    tol = options.get("parity_tolerance")
+    if tol is not None and (len(tol) != 2 or any(float(t) < 0 for t in tol)):
+        raise ExportError(
+            f"ONNX export option parity_tolerance={tol!r}; pass (box pixels, class probability), e.g. (0.01, 1e-4)"
+        )
+
+
+def _first_line(error: BaseException) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def _precision(model: Any, half: bool) -> str:
+    if any(node.op_type in _QUANT_OPS for node in model.graph.node):
+        return "int8"
+    return "fp16" if half else "fp32"
+
+
+def _toposort(model: Any) -> None:
+    """Order the graph's nodes so every input is produced before it is used (in place).
+
+    Ultralytics' CPU FP16 conversion appends its input casts at the end of the graph; ONNX Runtime accepts that,
+    ``onnx.checker`` (rightly) does not.
+    """
+    graph = model.graph
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        if not ready:  # a cycle or a dangling input: leave the order for the checker to report
+            return
+        for node in ready:
+            known.update(node.output)
+        ordered += ready
+        done = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in done]
+    nodes = [type(n)() for n in ordered]
+    for copy, node in zip(nodes, ordered):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _provenance(checkpoint: Path, ctx: Any) -> dict[str, Any]:
+    """What made the checkpoint: the recipe and stage of this run, and what the checkpoint itself records."""
+    from yoloslim.model_io import load_checkpoint
+
+    _, ckpt = load_checkpoint(checkpoint)
+    info: dict[str, Any] = {"source": Path(checkpoint).name, "checkpoint": ckpt.get("yoloslim") or {}}
+    if ctx is not None:
+        info["recipe"] = ctx.recipe_path
+        info["stage"] = ctx.stage.name if ctx.stage is not None else None
+    return info
+
+
+def _set_metadata(model: Any, key: str, value: str) -> None:
+    for prop in model.metadata_props:
+        if prop.key == key:
+            prop.value = value
+            return
+    prop = model.metadata_props.add()
+    prop.key, prop.value = key, value
 
 
 @hookimpl
-def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, Any]) -> Path | None:
-    """Export ``checkpoint`` to ONNX at ``out`` (options: imgsz, opset, dynamic, half, simplify, batch)."""
+def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, Any], ctx: Any) -> Path | None:
+    """Export ``checkpoint`` to a checked, parity-tested ONNX file at ``out``.
+
+    Options: ``imgsz``; ``batch`` (static batch size, default 1); ``dynamic`` (dynamic batch and image axes);
+    ``opset``; ``simplify`` (onnxslim, default True); ``half`` (FP16); ``parity`` (default True);
+    ``parity_tolerance`` (``(box pixels, class probability)``, default by precision); ``parity_images`` (default 4).
+    """
     if fmt != "onnx":
         return None
+    import onnx
     from ultralytics import YOLO
 
-    out = Path(out)
+    options = {k: v for k, v in options.items() if v is not None}
+    _check_options(options)
+    checkpoint, out = Path(checkpoint), Path(out)
+    provenance = _provenance(checkpoint, ctx)  # also fails early, with one line, on a bad checkpoint
     out.parent.mkdir(parents=True, exist_ok=True)
     kwargs = {"format": "onnx", "device": "cpu", "simplify": True, "verbose": False,
-              **{k: v for k, v in options.items() if v is not None}}
+              **{k: options[k] for k in _ULTRALYTICS_OPTIONS if k in options}}
+    dynamic = bool(kwargs.get("dynamic", False))
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
-        src = Path(tmp) / Path(checkpoint).name
+        src = Path(tmp) / checkpoint.name
         shutil.copyfile(checkpoint, src)
         try:
             written = YOLO(str(src), task="detect").export(**kwargs)
         except Exception as e:
-            raise ExportError(f"ONNX export of '{checkpoint}' failed: {type(e).__name__}: {e}") from e
+            raise ExportError(f"ONNX export of '{checkpoint}' failed: {type(e).__name__}: {_first_line(e)}") from e
         if not written or not Path(written).is_file():
             raise ExportError(f"ONNX export of '{checkpoint}' produced no file")
-        os.replace(written, out)
-    LOGGER.info("exported %s -> %s", checkpoint, out)
+
+        model = onnx.load(str(written))
+        _toposort(model)
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except Exception as e:
+            raise ExportError(f"ONNX export of '{checkpoint}' failed onnx.checker: {_first_line(e)}") from e
+        precision = _precision(model, bool(kwargs.get("half")))
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+        meta: dict[str, Any] = {"precision": precision, "dynamic": dynamic, "opset": opset, **provenance}
+
+        if options.get("parity", True):
+            imgsz = int(kwargs.get("imgsz") or 640)
+            batch = 2 if dynamic else int(kwargs.get("batch", 1))
+            images = parity_images(getattr(ctx, "data", None), count=int(options.get("parity_images", 4)))
+            x = letterboxed_batch(images, imgsz, batch)
+            tol = options.get("parity_tolerance")
+            candidate = onnx_output(model.SerializeToString(), x, batch)  # the graph that will be written
+            result = compare_outputs(torch_reference(checkpoint, x), candidate, precision,
+                                     tuple(float(t) for t in tol) if tol is not None else None)
+            if not result.ok:
+                raise ExportError(
+                    f"ONNX export of '{checkpoint}' differs from the PyTorch model: max box diff "
+                    f"{result.max_box_diff:.4g} px (tolerance {result.box_tol}), max class-probability diff "
+                    f"{result.max_score_diff:.4g} (tolerance {result.score_tol}); check the model, or pass "
+                    "parity_tolerance=(box, score) to accept it"
+                )
+            meta["parity"] = result.to_dict()
+            LOGGER.info("%s: parity with PyTorch on %d images: box %.2g px, class %.2g", out.name, result.images,
+                        result.max_box_diff, result.max_score_diff)
+
+        _set_metadata(model, YOLOSLIM_KEY, json.dumps(meta, default=str))
+        staged = Path(tmp) / "checked.onnx"
+        onnx.save(model, str(staged))
+        os.replace(staged, out)
+    LOGGER.info("exported %s -> %s (%s, %s batch)", checkpoint, out, precision,
+                "dynamic" if dynamic else f"static {kwargs.get('batch', 1)}")
     return out

@@ -1,0 +1,135 @@
+"""Inference backends: one callable per model format, float32 NCHW batch in, raw detection output out.
+
+A backend is what :class:`yoloslim_deploy.Detector` runs and what ``yoloslim_open_runtime`` hands the
+measurement harness: ``backend(x)`` takes a letterboxed RGB batch in ``[0, 1]`` and returns the model's first
+raw output, ``(batch, 4 + classes, anchors)`` as float32 numpy. ``backend.meta`` says what the model needs
+(class names, input size, fixed batch), ``backend.device`` where it runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yoloslim.errors import ModelError
+
+from yoloslim_deploy.metadata import ModelMeta, read_metadata
+
+
+def is_cuda(device: str) -> bool:
+    """Whether an Ultralytics-style device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"0"``) names a GPU."""
+    device = str(device).lower()
+    return device.startswith("cuda") or device.isdigit()
+
+
+def cuda_index(device: str) -> int:
+    """GPU index of a device string (``"cuda"`` -> 0, ``"cuda:1"`` / ``"1"`` -> 1)."""
+    device = str(device).lower()
+    tail = device.split(":", 1)[1] if ":" in device else (device if device.isdigit() else "0")
+    return int(tail)
+
+
+class TorchBackend:
+    """A ``.pt`` checkpoint in PyTorch: fused, eval, FP16 on a GPU and FP32 on the CPU."""
+
+    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None):
+        import torch
+
+        from yoloslim.model_io import load_checkpoint
+
+        model, ckpt = load_checkpoint(path)
+        model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
+        if is_cuda(device):
+            if not torch.cuda.is_available():
+                raise ModelError(f"{path}: device '{device}' asked for but PyTorch sees no CUDA GPU; pass device='cpu'")
+            self.device = f"cuda:{cuda_index(device)}"
+            model = model.to(self.device).half()
+        else:
+            self.device = "cpu"
+            if threads:
+                torch.set_num_threads(threads)
+        self.model = model.eval()
+        self.dtype = next(model.parameters()).dtype
+        imgsz = (ckpt.get("train_args") or {}).get("imgsz", 640)
+        imgsz = imgsz if isinstance(imgsz, int) else 640
+        names = model.names if isinstance(model.names, dict) else dict(enumerate(model.names))
+        self.meta = ModelMeta(names={int(k): str(v) for k, v in names.items()}, imgsz=(imgsz, imgsz),
+                              stride=int(max(model.stride)), batch=None, dynamic=True,
+                              precision="fp16" if self.dtype == torch.float16 else "fp32",
+                              yoloslim=ckpt.get("yoloslim") or {})
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            y = self.model(torch.from_numpy(x).to(self.device, self.dtype))
+        y = y[0] if isinstance(y, (list, tuple)) else y
+        return y.float().cpu().numpy()
+
+
+class OnnxBackend:
+    """An ``.onnx`` file in ONNX Runtime, on the CPU or (``device="cuda"``) the CUDA execution provider."""
+
+    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None):
+        import onnxruntime as ort
+
+        self.meta = read_metadata(path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        if is_cuda(device):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ModelError(
+                    f"{path}: device '{device}' needs ONNX Runtime's CUDA provider, which this install lacks; "
+                    "install onnxruntime-gpu or pass device='cpu'"
+                )
+            providers: list[Any] = [("CUDAExecutionProvider", {"device_id": cuda_index(device)})]
+            self.device = f"cuda:{cuda_index(device)}"
+        else:
+            providers = ["CPUExecutionProvider"]
+            self.device = "cpu"
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as e:
+            raise ModelError(f"{path}: ONNX Runtime cannot open it ({type(e).__name__}); export it again") from e
+        graph_input = self.session.get_inputs()[0]
+        self.input_name = graph_input.name
+        self.input_dtype = np.float16 if graph_input.type == "tensor(float16)" else np.float32
+        batch = graph_input.shape[0]
+        self.meta.batch = batch if isinstance(batch, int) else None
+        self.meta.dynamic = self.meta.batch is None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = self.session.run(None, {self.input_name: x.astype(self.input_dtype, copy=False)})[0]
+        return np.asarray(y, dtype=np.float32)
+
+
+def open_backend(path: str | Path, device: str = "cpu", threads: int | None = None) -> Any:
+    """Open a model file with the backend of its format.
+
+    Args:
+        path: ``.pt`` (PyTorch), ``.onnx`` (ONNX Runtime) or ``.engine`` (TensorRT).
+        device: ``"cpu"`` or a GPU (``"cuda"``, ``"cuda:0"``, ``"0"``); an ``.engine`` always runs on a GPU.
+        threads: CPU threads for the CPU backends (default: the runtime's own choice).
+
+    Raises:
+        ModelError: If the file is missing, unreadable, of an unknown format, or the device is unavailable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found; pass an existing .pt, .onnx or .engine file")
+    suffix = path.suffix.lower()
+    if suffix == ".pt":
+        return TorchBackend(path, device, threads)
+    if suffix == ".onnx":
+        return OnnxBackend(path, device, threads)
+    if suffix == ".engine":
+        from yoloslim_deploy.tensorrt_runtime import TensorRTBackend
+
+        return TensorRTBackend(path, device if is_cuda(device) else "cuda:0")
+    raise ModelError(f"{path}: unknown model format '{suffix}'; pass a .pt, .onnx or .engine file")
