@@ -173,11 +173,9 @@ def _rotated(points: np.ndarray, sx: float, sy: float, angle: float, cx: float, 
 
 _TRIANGLE = np.array([[0.0, -0.5], [0.5, 0.45], [-0.5, 0.45]], np.float32)
 _SQUARE = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]], np.float32)
+_STAR_RADII = [0.5 if i % 2 == 0 else 0.2 for i in range(10)]  # outer and inner vertices alternate
 _STAR = np.array(
-    [
-        [(0.5 if i % 2 == 0 else 0.2) * math.sin(i * math.pi / 5), -(0.5 if i % 2 == 0 else 0.2) * math.cos(i * math.pi / 5)]
-        for i in range(10)
-    ],
+    [[r * math.sin(i * math.pi / 5), -r * math.cos(i * math.pi / 5)] for i, r in enumerate(_STAR_RADII)],
     np.float32,
 )
 _CROSS = np.array(

@@ -6,7 +6,7 @@ Each checkpoint is loaded with plain ``YOLO(path)`` and validated with Ultralyti
 
 Usage::
 
-    .venv/bin/python weights/evaluate_baselines.py            # prints a table, writes weights/baseline_metrics.json
+    .venv/bin/python weights/evaluate_baselines.py   # prints a table, writes weights/baseline_metrics.json
 """
 
 from __future__ import annotations
@@ -44,16 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description="Measure the bundled baselines on val and test.")
     parser.add_argument("--data", default=str(ROOT / "datasets" / "generated" / "full" / "data.yaml"))
+    parser.add_argument("--models", nargs="+", default=list(CHECKPOINTS), choices=list(CHECKPOINTS))
     parser.add_argument("--imgsz", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "weights" / "baseline_metrics.json"))
     args = parser.parse_args(argv)
 
-    results = {}
-    for role, name in CHECKPOINTS.items():
-        path = ROOT / "weights" / name
-        results[role] = {split: evaluate(path, Path(args.data), split, args.imgsz, args.threads) for split in ("val", "test")}
     out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}  # keep models measured earlier
+    for role in args.models:
+        path = ROOT / "weights" / CHECKPOINTS[role]
+        results[role] = {
+            split: evaluate(path, Path(args.data), split, args.imgsz, args.threads) for split in ("val", "test")
+        }
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=1) + "\n")
     os.replace(tmp, out)

@@ -1,16 +1,18 @@
 """Train the bundled baselines from scratch on the synthetic shapes dataset, on CPU, offline.
 
 A YOLOv8s teacher and a YOLOv8n student are built from their YAMLs (no pretrained weights) and
-trained with plain Ultralytics training. The final ``best.pt`` of each run (Ultralytics strips it
-to FP16) is copied to ``weights/teacher_yolov8s.pt`` and ``weights/student_yolov8n.pt``.
+trained with plain Ultralytics training; an optional second stage continues from stage 1's best.pt
+at a low learning rate. The final ``best.pt`` of each model (Ultralytics strips it to FP16) is copied
+to ``weights/teacher_yolov8s.pt`` and ``weights/student_yolov8n.pt``.
 
-Usage (what produced the bundled weights; see weights/README.md)::
+Usage (both in one process, one after the other)::
 
-    nohup .venv/bin/python weights/train_baselines.py --models student teacher \
+    nohup .venv/bin/python weights/train_baselines.py \
         > weights/logs/train_baselines.log 2>&1 &
 
-Rerunning the same command resumes an interrupted run from its ``last.pt`` and skips a model whose
-run already finished.
+weights/README.md gives the commands that produced the bundled weights (two processes side by side,
+``--share-cpu-with``). Rerunning a command resumes an interrupted run from its ``last.pt`` and
+skips runs that already finished.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # Offline before ultralytics is imported: no downloads, no pip installs at run time.
@@ -42,7 +45,7 @@ MODELS = {
 }
 
 
-def _load_generator():
+def _load_generator():  # datasets/ is not a package
     spec = importlib.util.spec_from_file_location("synth_shapes", ROOT / "datasets" / "synth_shapes.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up by name
@@ -50,7 +53,7 @@ def _load_generator():
     return module
 
 
-def use_threads(n: int, shared_until: Path | None = None):
+def use_threads(n: int, shared_until: Path | None = None) -> Callable[[object], None]:
     """Return a callback that sets torch's intra-op threads.
 
     Ultralytics' ``select_device('cpu')`` sets ``min(8, cpu_count - 1)`` threads (1 on a 2-core
@@ -68,53 +71,65 @@ def use_threads(n: int, shared_until: Path | None = None):
     return callback
 
 
-def train_one(role: str, data: Path, args: argparse.Namespace) -> Path:
-    """Train (or resume) one baseline and copy its best.pt into weights/; returns the copy's path."""
-    cfg, target = MODELS[role]
+def _train_stage(name: str, init: str, overrides: dict, args: argparse.Namespace, shared_until: Path | None) -> Path:
+    """Train (or resume, or skip when finished) one run ``runs/.../<name>``; returns its best.pt."""
     project = Path(args.project).resolve()
-    run_dir = project / role
+    run_dir = project / name
     last = run_dir / "weights" / "last.pt"
     best = run_dir / "weights" / "best.pt"
     done_flag = run_dir / "DONE"
     if done_flag.exists() and best.exists():
-        LOGGER.info("%s: run already finished, skipping training", role)
+        LOGGER.info("%s: run already finished, skipping training", name)
+        return best
+    if last.exists():
+        LOGGER.info("%s: resuming from %s", name, last)
+        model = YOLO(str(last))
+        train_kwargs = {"resume": True}
     else:
-        if last.exists():
-            LOGGER.info("%s: resuming from %s", role, last)
-            model = YOLO(str(last))
-            train_kwargs = {"resume": True}
-        else:
-            model = YOLO(cfg)
-            train_kwargs = dict(
-                data=str(data),
-                epochs=args.epochs,
-                imgsz=args.imgsz,
-                batch=args.batch,
-                nbs=args.nbs,
-                optimizer="AdamW",
-                lr0=args.lr0,
-                cos_lr=True,
-                device="cpu",
-                workers=0,
-                seed=args.seed,
-                deterministic=True,
-                plots=False,
-                mosaic=0.0,
-                close_mosaic=0,
-                fraction=args.fraction,
-                patience=args.epochs,
-                project=str(project),
-                name=role,
-                exist_ok=True,
-                verbose=True,
-            )
-        shared_until = project / args.share_cpu_with / "DONE" if args.share_cpu_with else None
-        for event in ("on_pretrain_routine_end", "on_train_start", "on_train_epoch_start", "on_val_start"):
-            model.add_callback(event, use_threads(args.threads, shared_until))
-        t0 = time.time()
-        model.train(**train_kwargs)
-        LOGGER.info("%s: training took %.1f min", role, (time.time() - t0) / 60)
-        done_flag.write_text("done\n")
+        model = YOLO(init)
+        train_kwargs = dict(
+            imgsz=args.imgsz,
+            batch=args.batch,
+            nbs=args.nbs,
+            optimizer="AdamW",
+            cos_lr=True,
+            device="cpu",
+            workers=0,
+            seed=args.seed,
+            deterministic=True,
+            plots=False,
+            mosaic=0.0,
+            close_mosaic=0,
+            fraction=args.fraction,
+            project=str(project),
+            name=name,
+            exist_ok=True,
+            verbose=True,
+            **overrides,
+        )
+        train_kwargs["patience"] = train_kwargs["epochs"]
+    for event in ("on_pretrain_routine_end", "on_train_start", "on_train_epoch_start", "on_val_start"):
+        model.add_callback(event, use_threads(args.threads, shared_until))
+    t0 = time.time()
+    model.train(**train_kwargs)
+    LOGGER.info("%s: training took %.1f min", name, (time.time() - t0) / 60)
+    done_flag.write_text("done\n")
+    return best
+
+
+def train_one(role: str, data: Path, args: argparse.Namespace) -> Path:
+    """Train one baseline (stage 1, then the optional fine-tune stage) and copy its best.pt into weights/."""
+    cfg, target = MODELS[role]
+    project = Path(args.project).resolve()
+    final_suffix = "_ft" if args.finetune_epochs else ""
+    shared_until = project / f"{args.share_cpu_with}{final_suffix}" / "DONE" if args.share_cpu_with else None
+    best = _train_stage(role, cfg, dict(data=str(data), epochs=args.epochs, lr0=args.lr0), args, shared_until)
+    if args.finetune_epochs:
+        # Stage 2: continue from stage 1's best at a low, annealed learning rate, without warmup.
+        stage2 = dict(
+            data=str(data), epochs=args.finetune_epochs, lr0=args.finetune_lr0, warmup_epochs=0.0
+        )
+        best = _train_stage(f"{role}_ft", str(best), stage2, args, shared_until)
     dest = Path(args.weights_dir).resolve() / target
     tmp = dest.with_suffix(".pt.tmp")
     shutil.copyfile(best, tmp)
@@ -129,13 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=["student", "teacher"], choices=sorted(MODELS))
     parser.add_argument("--variant", default="full")
     parser.add_argument("--data-seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--imgsz", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument(
         "--nbs", type=int, default=8, help="nominal batch size; = --batch means one optimizer step per batch"
     )
     parser.add_argument("--lr0", type=float, default=0.001, help="AdamW learning rate")
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=15, help="stage 2: epochs of low-LR training from stage 1's best"
+    )
+    parser.add_argument("--finetune-lr0", type=float, default=0.0001, help="stage 2 AdamW learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
