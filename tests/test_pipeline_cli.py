@@ -11,7 +11,7 @@ from conftest import run_cli, subprocess_env
 
 RECIPE = """\
 name: e2e
-train: {batch: 8, amp: false}
+train: {amp: false}
 stages:
   - type: l2shrink
     factor: 1.0
@@ -57,6 +57,15 @@ def test_extra_loss_term_is_logged_by_name_in_results_csv(compressed):
     assert "train/testplug_l2" in header and "val/testplug_l2" not in header
     value = float(csv[1].split(",")[header.index("train/testplug_l2")])
     assert value > 0
+
+
+def test_finetune_inherits_the_checkpoints_own_training_arguments(compressed):
+    import yaml
+
+    run, _, _ = compressed
+    args = yaml.safe_load((run / "01_l2shrink" / "train" / "args.yaml").read_text())
+    assert args["batch"] == 8  # tiny_ckpt was trained with batch 8; Ultralytics' default is 16
+    assert args["amp"] is False  # the recipe's own train arguments still apply
 
 
 def test_report_compares_original_stage_checkpoint_and_onnx(compressed):

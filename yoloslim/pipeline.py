@@ -84,13 +84,33 @@ def unique_dir(base: Path) -> Path:
     return Path(f"{base}{i}")
 
 
-def finetune(model: Any, stage: Stage, ctx: SlimContext, checkpoint: Path) -> Path:
-    """Fine-tune ``model`` with SlimTrainer for ``stage.epochs`` and return its best checkpoint."""
+# Training arguments a fine-tune inherits from the checkpoint's own training, so it sees the data the
+# way the model was trained (augmentation, optimizer, batch); the recipe's `train` overrides them.
+INHERITED_TRAIN_ARGS = (
+    "batch", "nbs", "optimizer", "momentum", "weight_decay", "cos_lr", "mosaic", "mixup", "cutmix", "copy_paste",
+    "close_mosaic", "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
+    "fliplr", "erasing", "box", "cls", "dfl",
+)
+
+
+def finetune(model: Any, stage: Stage, ctx: SlimContext, checkpoint: Path,
+             train_args: dict[str, Any] | None = None) -> Path:
+    """Fine-tune ``model`` with SlimTrainer for ``stage.epochs`` and return its best checkpoint.
+
+    Args:
+        model: The (transformed) model to train as it is.
+        stage: The recipe stage (``epochs``, ``train`` overrides).
+        ctx: The run context.
+        checkpoint: The checkpoint ``model`` came from (recorded as Ultralytics' ``model`` argument).
+        train_args: The checkpoint's own ``train_args``; the keys in ``INHERITED_TRAIN_ARGS`` are reused.
+    """
     from yoloslim.trainer import SlimTrainer
 
+    inherited = {k: v for k, v in (train_args or {}).items() if k in INHERITED_TRAIN_ARGS and v is not None}
     overrides = {
         "imgsz": ctx.imgsz,
         "plots": False,
+        **inherited,
         **stage.train,
         "model": str(checkpoint),
         "data": str(ctx.data),
@@ -128,7 +148,7 @@ def run_stage(stage: Stage, current: Path, ctx: SlimContext) -> Path:
     model = model if new is None else new
     out = ctx.stage_dir / f"{stage.name}.pt"
     if stage.epochs > 0:
-        best = finetune(model, stage, ctx, current)
+        best = finetune(model, stage, ctx, current, ckpt.get("train_args"))
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.copyfile(best, tmp)
         tmp.replace(out)
