@@ -1,0 +1,245 @@
+"""Dependency-aware channel pruning of Ultralytics detection models with Torch-Pruning.
+
+The model's split blocks are first replaced by prunable equivalents (:mod:`yoloslim_prune.modules`);
+Torch-Pruning's dependency graph then removes whole channels consistently through residual adds,
+``Concat``, ``SPPF`` and the inner convolutions of ``Detect``'s branches. What must stay intact is
+ignored: the final box/class prediction convolutions, the DFL, and attention (its channels are
+reshaped into heads).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from ultralytics.nn.modules import C2PSA, C3, DFL, SPPF, Bottleneck, C2f, Concat, Conv, Detect, DWConv
+from ultralytics.nn.modules.block import C3k, Attention, PSABlock
+
+from yoloslim.errors import ModelError, RecipeError
+from yoloslim.measure import torch_counts
+
+from .modules import SplitC2f, SplitC2PSA, make_prunable
+
+LOGGER = logging.getLogger("yoloslim.plugin.prune")
+
+IMPORTANCES = ("l1", "l2", "bn", "taylor")
+
+# Layer types the dependency graph handles correctly once split blocks are replaced (containers included).
+SUPPORTED_LAYERS: tuple[type, ...] = (
+    Conv, DWConv, Bottleneck, C3, C3k, SplitC2f, SplitC2PSA, PSABlock, Attention, SPPF, Concat, Detect, DFL,
+    nn.Conv2d, nn.BatchNorm2d, nn.SiLU, nn.ReLU, nn.LeakyReLU, nn.Hardswish, nn.Identity, nn.MaxPool2d,
+    nn.Upsample, nn.Sequential, nn.ModuleList,
+)  # fmt: skip
+
+
+def _supported(module: nn.Module) -> bool:
+    if isinstance(module, Detect):
+        return type(module) is Detect
+    if isinstance(module, C2f):
+        return type(module).forward is C2f.forward
+    return isinstance(module, (*SUPPORTED_LAYERS, C2PSA))
+
+
+def check_supported(model: nn.Module) -> None:
+    """Raise ModelError naming the first layer of ``model`` that channel pruning does not support.
+
+    Only exact Ultralytics ``Detect`` heads are supported (not segmentation, pose, OBB or v10 heads).
+    """
+    from ultralytics.nn.tasks import DetectionModel
+
+    for name, module in model.named_modules():
+        if name == "" or isinstance(module, DetectionModel) or _supported(module):
+            continue
+        raise ModelError(
+            f"layer '{name}' ({type(module).__name__}) is not supported by channel pruning; supported layers: "
+            f"{', '.join(sorted({t.__name__ for t in SUPPORTED_LAYERS} | {'C2f', 'C3k2', 'C2PSA'}))}; "
+            "use method 'magnitude' for this model, or one built from a YOLOv8/YOLO11/YOLO26 detect YAML"
+        )
+
+
+def ignored_layers(model: nn.Module, prune_head: bool = True) -> list[nn.Module]:
+    """Layers whose output channels must not change: prediction convs, DFL, attention (all of Detect if not ``prune_head``)."""
+    ignored: list[nn.Module] = []
+    for module in model.modules():
+        if isinstance(module, Detect):
+            if not prune_head:
+                ignored.append(module)
+                continue
+            for branch in ("cv2", "cv3", "one2one_cv2", "one2one_cv3"):
+                for seq in getattr(module, branch, None) or ():
+                    ignored.append(seq[-1])
+            ignored.append(module.dfl)
+        elif isinstance(module, Attention):
+            ignored.append(module)
+    return ignored
+
+
+def raw_head_outputs(out: Any) -> list[torch.Tensor]:
+    """The raw prediction tensors of an eval-mode detection forward, without the decode and top-k post-processing.
+
+    Tracing stops at the branch outputs: YOLO26's end-to-end top-k/gather over anchors x classes would otherwise
+    enter the dependency graph (and break Torch-Pruning's concat bookkeeping for some class counts).
+    """
+    found: list[torch.Tensor] = []
+
+    def walk(o: Any) -> None:
+        if isinstance(o, torch.Tensor):
+            found.append(o)
+        elif isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, (list, tuple)):
+            for v in o:
+                walk(v)
+
+    walk(out[1] if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict) else out)
+    return found
+
+
+def make_importance(name: str) -> Any:
+    """Return Torch-Pruning's group importance for ``name`` (l1, l2, bn, taylor)."""
+    import torch_pruning as tp
+
+    if name == "l1":
+        return tp.importance.GroupMagnitudeImportance(p=1)
+    if name == "l2":
+        return tp.importance.GroupMagnitudeImportance(p=2)
+    if name == "bn":
+        return tp.importance.BNScaleImportance()
+    if name == "taylor":
+        return tp.importance.GroupTaylorImportance()
+    raise RecipeError(f"importance '{name}' is unknown; use one of {list(IMPORTANCES)}")
+
+
+def gflops(model: nn.Module, imgsz: int) -> float:
+    """GFLOPs (2 x MACs) of one batch-1 forward pass at ``imgsz``, counted as the report counts them."""
+    training = model.training
+    model.eval()
+    try:
+        return torch_counts(model, imgsz)[1]
+    finally:
+        model.train(training)
+        # Counting runs under inference_mode; Detect caches its anchors, which autograd (tracing, training) rejects.
+        for m in model.modules():
+            if isinstance(m, Detect):
+                m.shape = None
+
+
+def example_size(imgsz: int) -> int:
+    """Input size for tracing and MACs counting: ``imgsz`` clipped to [64, 128].
+
+    Convolution MACs scale with the image area alike, so their ratios do not depend on the size; only
+    attention's matrix products (YOLO11/26 C2PSA) grow faster, and they are a small share.
+    """
+    return max(64, min(128, int(math.ceil(imgsz / 32) * 32)))
+
+
+def _search_ratio(macs_at: Callable[[float], float], target: float, max_ratio: float, iterations: int = 7) -> float | None:
+    """Smallest pruning ratio in (0, ``max_ratio``) whose MACs fraction ``macs_at(r)`` is <= ``target``, or None.
+
+    Bisection to ``max_ratio / 2**iterations``; MACs fall monotonically with the ratio (not necessarily at
+    ``max_ratio`` itself, where Torch-Pruning skips layers that would shrink to one channel).
+    """
+    lo, hi, found = 0.0, max_ratio, False
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        if macs_at(mid) <= target:
+            hi, found = mid, True
+        else:
+            lo = mid
+    return hi if found else None
+
+
+def prune_channels(
+    model: nn.Module,
+    ratio: float | None = None,
+    target_macs: float | None = None,
+    importance: str = "l2",
+    global_pruning: bool = False,
+    round_to: int | None = None,
+    max_layer_ratio: float = 0.9,
+    prune_head: bool = True,
+    imgsz: int = 320,
+    gradients: Callable[[nn.Module], None] | None = None,
+) -> nn.Module:
+    """Remove whole channels of an Ultralytics detection model, in place.
+
+    Args:
+        model: An Ultralytics ``DetectionModel`` (float32, CPU).
+        ratio: Fraction of channels to remove from every prunable layer (uniform), or overall (global).
+        target_macs: Instead of ``ratio``: prune until the model's MACs are at most this fraction of its current MACs.
+        importance: Channel ranking: ``l1``/``l2`` weight magnitude, ``bn`` BatchNorm scale, ``taylor``
+            first-order Taylor (|weight x gradient|; needs ``gradients``).
+        global_pruning: Rank channels across layers instead of within each layer.
+        round_to: Keep channel counts a multiple of this (fast kernels prefer multiples of 8).
+        max_layer_ratio: No layer loses more than this fraction of its channels.
+        prune_head: Prune the inner channels of Detect's branches (prediction convs and DFL always stay intact).
+        imgsz: Image size the MACs are counted at.
+        gradients: Called with the model to fill parameter gradients (for ``taylor``).
+
+    Returns:
+        The same model object, pruned, in eval mode.
+
+    Raises:
+        RecipeError: On a bad option combination or an unreachable MACs target.
+        ModelError: If the model holds a layer channel pruning does not support.
+    """
+    import torch_pruning as tp
+
+    if (ratio is None) == (target_macs is None):
+        raise RecipeError("channel pruning needs exactly one of 'ratio' and 'target_macs'")
+    if ratio is not None and not 0.0 <= ratio < 1.0:
+        raise RecipeError(f"ratio must be in [0, 1), got {ratio}")
+    if target_macs is not None and not 0.0 < target_macs <= 1.0:
+        raise RecipeError(f"target_macs must be in (0, 1], got {target_macs}")
+    if importance == "taylor" and gradients is None:
+        raise RecipeError("importance 'taylor' needs calibration data (the stage's dataset)")
+    check_supported(model)
+    make_prunable(model)
+    model.eval()
+    for p in model.parameters():
+        if p.dtype.is_floating_point:
+            p.requires_grad_(True)
+    size = example_size(imgsz)
+    before = gflops(model, size)
+    if importance == "taylor":
+        gradients(model)
+
+    def prune(net: nn.Module, r: float) -> nn.Module:
+        if r > 0:
+            pruner = tp.pruner.MetaPruner(
+                net, torch.zeros(1, 3, size, size), importance=make_importance(importance), pruning_ratio=r,
+                max_pruning_ratio=max_layer_ratio, global_pruning=global_pruning, round_to=round_to,
+                ignored_layers=ignored_layers(net, prune_head), output_transform=raw_head_outputs,
+            )
+            pruner.step()
+        return net
+
+    def trial(r: float) -> float:
+        net = copy.deepcopy(model)
+        for src, dst in zip(model.parameters(), net.parameters()):  # deepcopy drops .grad, which taylor reads
+            dst.grad = None if src.grad is None else src.grad.clone()
+        return gflops(prune(net, r), size) / before
+
+    if target_macs is not None:
+        ratio = _search_ratio(trial, target_macs, max_layer_ratio)
+        if ratio is None:
+            raise RecipeError(
+                f"target_macs {target_macs} is not reachable with max_layer_ratio {max_layer_ratio}; "
+                "raise max_layer_ratio or target_macs"
+            )
+    prune(model, ratio)
+    after = gflops(model, size)
+    for p in model.parameters():
+        p.grad = None
+    for module in model.modules():
+        if isinstance(module, DFL):
+            module.conv.requires_grad_(False)
+    LOGGER.info("channel pruning (%s%s): GFLOPs %.3f -> %.3f (%.1f%%) at %d px", importance,
+                ", global" if global_pruning else "", before, after, 100 * after / before, size)
+    return model

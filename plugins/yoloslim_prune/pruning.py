@@ -1,0 +1,85 @@
+"""Structured pruning rounds of the ``prune`` stage: channel or depth pruning, N rounds of prune -> fine-tune."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .calibration import accumulate_gradients, batch_loss, calibration_batches
+from .channel_pruner import example_size, gflops, prune_channels
+from .depth_pruner import prune_depth, removable_blocks
+from .options import PruneOptions
+
+LOGGER = logging.getLogger("yoloslim.plugin.prune")
+
+
+def prune_once(model: nn.Module, opts: PruneOptions, ratio: float | None, target_macs: float | None, imgsz: int,
+               batches: list[dict[str, Any]] | None) -> nn.Module:
+    """One pruning round with ``opts``' method and criterion, to ``ratio`` or ``target_macs`` of the current model."""
+    if opts.method == "channel":
+        return prune_channels(
+            model, ratio=ratio, target_macs=target_macs, importance=opts.importance,
+            global_pruning=opts.global_pruning, round_to=opts.round_to, max_layer_ratio=opts.max_layer_ratio,
+            prune_head=opts.prune_head, imgsz=imgsz,
+            gradients=(lambda m: accumulate_gradients(m, batches)) if batches else None,
+        )
+    prune_depth(model, ratio=ratio, target_macs=target_macs, importance=opts.importance, imgsz=imgsz,
+                loss=(lambda m: batch_loss(m, batches)) if batches else None)
+    return model
+
+
+def round_goals(opts: PruneOptions) -> list[tuple[str, float]]:
+    """What each of the N rounds aims at, relative to the original model: ('ratio', r_k) or ('macs', f_k)."""
+    n = opts.iterative_steps
+    if opts.target_macs is not None:
+        return [("macs", 1.0 - (1.0 - opts.target_macs) * k / n) for k in range(1, n + 1)]
+    return [("ratio", opts.ratio * k / n) for k in range(1, n + 1)]
+
+
+def prune_model(model: nn.Module, opts: PruneOptions, ctx: Any, stage: Any) -> nn.Module:
+    """Run the stage's structured pruning; rounds before the last are each fine-tuned for ``stage.epochs``.
+
+    The last round's pruned model is returned; the core fine-tunes it (``stage.epochs``) as for any stage.
+    """
+    from yoloslim.checkpoint import save_checkpoint
+    from yoloslim.model_io import load_checkpoint
+    from yoloslim.pipeline import finetune
+
+    imgsz = ctx.imgsz
+    batches = None
+    if opts.needs_data:
+        batches = calibration_batches(ctx.data, imgsz, opts.calib_batches)
+    size = example_size(imgsz)
+    base = gflops(model, size)
+    blocks0 = len(removable_blocks(model)) if opts.method == "depth" else 0
+    goals = round_goals(opts)
+    for k, (kind, goal) in enumerate(goals, start=1):
+        if kind == "macs":
+            rel_ratio, rel_macs = None, min(1.0, base * goal / gflops(model, size))
+        elif opts.method == "depth":
+            removed = blocks0 - len(removable_blocks(model))
+            left = len(removable_blocks(model))
+            rel_ratio, rel_macs = (max(0, round(goal * blocks0) - removed) / left if left else 0.0), None
+        else:
+            prev = opts.ratio * (k - 1) / len(goals)
+            rel_ratio, rel_macs = 1.0 - (1.0 - goal) / (1.0 - prev), None
+        ctx.logger.info("prune round %d/%d (%s, %s): %s %.3f", k, len(goals), opts.method, opts.importance,
+                        kind, goal)
+        model = prune_once(model, opts, rel_ratio, rel_macs, imgsz, batches)
+        if k == len(goals) or stage.epochs == 0:
+            continue
+        step_dir = Path(ctx.stage_dir) / f"round{k}"
+        ckpt = save_checkpoint(model, step_dir / "pruned.pt", train_args={"data": str(ctx.data), "imgsz": imgsz},
+                               yoloslim={"stage": stage.to_dict(), "round": k})
+        stage_dir, ctx.stage_dir = ctx.stage_dir, step_dir
+        try:
+            best = finetune(model, stage, ctx, ckpt)
+        finally:
+            ctx.stage_dir = stage_dir
+        model, _ = load_checkpoint(best)
+    ctx.logger.info("pruned: GFLOPs %.3f -> %.3f (%.1f%% of the original) at %d px", base, gflops(model, size),
+                    100 * gflops(model, size) / base, size)
+    return model
