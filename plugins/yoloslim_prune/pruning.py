@@ -72,11 +72,13 @@ def prune_model(model: nn.Module, opts: PruneOptions, ctx: Any, stage: Any) -> n
         if k == len(goals) or stage.epochs == 0:
             continue
         step_dir = Path(ctx.stage_dir) / f"round{k}"
-        ckpt = save_checkpoint(model, step_dir / "pruned.pt", train_args={"data": str(ctx.data), "imgsz": imgsz},
+        own_args = model.args if isinstance(getattr(model, "args", None), dict) else {}
+        ckpt = save_checkpoint(model, step_dir / "pruned.pt", train_args={**own_args, "data": str(ctx.data),
+                                                                          "imgsz": imgsz},
                                yoloslim={"stage": stage.to_dict(), "round": k})
         stage_dir, ctx.stage_dir = ctx.stage_dir, step_dir
         try:
-            best = finetune(model, stage, ctx, ckpt)
+            best = finetune(model, stage, ctx, ckpt, own_args)
         finally:
             ctx.stage_dir = stage_dir
         model, _ = load_checkpoint(best)
