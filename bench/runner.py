@@ -26,6 +26,7 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 from yoloslim.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
 from yoloslim.context import SlimContext  # noqa: E402
 from yoloslim.measure import Measurement, format_table, measure  # noqa: E402
+from yoloslim.pipeline import runtime_opener  # noqa: E402
 from yoloslim.plugins import get_plugin_manager  # noqa: E402
 from yoloslim.report import environment  # noqa: E402
 
@@ -53,12 +54,8 @@ def export_onnx(checkpoint: Path, imgsz: int, workdir: Path) -> Path:
 
 def measure_rows(rows: Sequence[tuple[str, Path]], data: Path | None, **kwargs: Any) -> list[Measurement]:
     """Measure named files together (latency interleaved), plugin runtimes included."""
-    pm = get_plugin_manager()
-
-    def opener(path: Path, threads: int) -> Any:
-        return pm.call("yoloslim_open_runtime", path=Path(path), threads=threads, device="cpu")
-
-    return measure([p for _, p in rows], data, names=[n for n, _ in rows], runtime_opener=opener, **kwargs)
+    return measure([p for _, p in rows], data, names=[n for n, _ in rows],
+                   runtime_opener=runtime_opener(get_plugin_manager()), **kwargs)
 
 
 def write_results(name: str, sections: dict[str, list[Measurement]], meta: dict[str, Any],

@@ -30,6 +30,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def atomic_copy(src: str | Path, dst: str | Path) -> Path:
+    """Copy ``src`` to ``dst`` through a temporary file beside ``dst`` and a rename."""
+    return atomic_write_bytes(dst, Path(src).read_bytes())
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))

@@ -128,8 +128,7 @@ _BUILTIN_COMMANDS = {"compress", "measure", "bench", "export", "plugins"}
 
 
 def _cmd_stage(a: argparse.Namespace) -> int:
-    import shutil
-
+    from yoloslim.checkpoint import atomic_copy
     from yoloslim.pipeline import compress, unique_dir
     from yoloslim.plugins import get_plugin_manager
     from yoloslim.recipe import parse_recipe
@@ -143,11 +142,7 @@ def _cmd_stage(a: argparse.Namespace) -> int:
     run_dir = Path(a.run_dir) if a.run_dir else unique_dir(Path("runs/slim") / a.stage_type)
     r = compress(a.model, a.data, recipe, out=run_dir, imgsz=a.imgsz, device=a.device, threads=a.threads,
                  runs=a.runs, plugins=pm)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.copyfile(r.artifacts[-1][1], tmp)
-    tmp.replace(out)
+    out = atomic_copy(r.artifacts[-1][1], a.out)
     print(r.report_md.read_text(encoding="utf-8"))
     print(f"{a.stage_type}: {out}  (report: {r.report_md})")
     return 0

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yoloslim.checkpoint import save_checkpoint
+from yoloslim.checkpoint import atomic_copy, save_checkpoint
 from yoloslim.context import SlimContext
 from yoloslim.errors import DataError, PluginError
 from yoloslim.measure import Measurement, measure
@@ -72,6 +71,11 @@ def check_classes(ckpt: dict[str, Any], data_dict: dict[str, Any], model: Path, 
             f"model '{model}' has classes {model_names} but dataset '{data}' has {data_names}; "
             "compress with the dataset the model was trained on"
         )
+
+
+def default_split(data_dict: dict[str, Any], split: str | None = None) -> str:
+    """``split`` if given, else ``test`` when the dataset has one, else ``val``."""
+    return split or ("test" if data_dict.get("test") else "val")
 
 
 def unique_dir(base: Path) -> Path:
@@ -148,10 +152,7 @@ def run_stage(stage: Stage, current: Path, ctx: SlimContext) -> Path:
     model = model if new is None else new
     out = ctx.stage_dir / f"{stage.name}.pt"
     if stage.epochs > 0:
-        best = finetune(model, stage, ctx, current, ckpt.get("train_args"))
-        tmp = out.with_name(f".{out.name}.tmp")
-        shutil.copyfile(best, tmp)
-        tmp.replace(out)
+        atomic_copy(finetune(model, stage, ctx, current, ckpt.get("train_args")), out)
     else:
         model = pm.chain("yoloslim_model_to_save", model, "model", ctx=ctx)
         save_checkpoint(
@@ -202,7 +203,7 @@ def compress(
     data_dict = check_dataset(data)
     check_classes(ckpt, data_dict, model, data)
     imgsz = imgsz or rec.train.get("imgsz") or default_imgsz(ckpt)
-    split = split or ("test" if data_dict.get("test") else "val")
+    split = default_split(data_dict, split)
     run_dir = Path(out) if out else unique_dir(Path("runs/slim") / rec.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     ctx = SlimContext(run_dir=run_dir.resolve(), data=str(Path(data).resolve()), imgsz=imgsz, device=device,
@@ -220,7 +221,7 @@ def compress(
             current = path
     ctx.stage, ctx.stage_dir = None, None
 
-    opener = _runtime_opener(pm)
+    opener = runtime_opener(pm)
     results = measure([p for _, p in artifacts], data, imgsz=imgsz, split=split, threads=threads, runs=runs,
                       runtime_opener=opener, names=[n for n, _ in artifacts])
     for m in results:
@@ -234,7 +235,9 @@ def compress(
     return CompressResult(run_dir, artifacts, results, md, js)
 
 
-def _runtime_opener(pm: PluginManager) -> Any:
+def runtime_opener(pm: PluginManager) -> Any:
+    """The measurement harness's ``runtime_opener``: asks the plugins' ``yoloslim_open_runtime`` first."""
+
     def opener(path: str | Path, threads: int) -> Any:
         return pm.call("yoloslim_open_runtime", path=Path(path), threads=threads, device="cpu")
 
@@ -257,9 +260,9 @@ def measure_models(
     pm = plugins or get_plugin_manager()
     data_dict = check_dataset(data)
     imgsz = imgsz or model_imgsz(models[0])
-    split = split or ("test" if data_dict.get("test") else "val")
+    split = default_split(data_dict, split)
     results = measure(list(models), data, imgsz=imgsz, split=split, threads=threads, runs=runs,
-                      runtime_opener=_runtime_opener(pm))
+                      runtime_opener=runtime_opener(pm))
     if json_path:
         write_json(results, json_path)
     return results
