@@ -269,3 +269,15 @@ def test_write_json_round_trips_and_leaves_no_temporary_file(tmp_path: Path) -> 
     assert json.loads(out.read_text()) == [r.to_dict() for r in rows]
     assert json.loads(out.read_text())[0]["extra"] == {"sparsity": 0.5}
     assert [p.name for p in out.parent.iterdir()] == ["measure.json"]
+
+
+def test_counting_leaves_the_model_usable_with_autograd() -> None:
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel("yolov8n.yaml", nc=2, verbose=False).eval()
+    torch_counts(model, 64)
+    # Eval-mode forward with autograd, as tracing and distillation teachers/students do after a count: it fails
+    # with "Inference tensors cannot be saved for backward" if Detect kept anchors cached under inference_mode.
+    x = torch.zeros(1, 3, 64, 64, requires_grad=True)
+    model(x)[0].sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape

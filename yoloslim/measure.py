@@ -131,6 +131,11 @@ def torch_counts(model: torch.nn.Module, imgsz: int) -> tuple[int, float]:
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
         model(x)
+    # Detect heads cache anchors made under inference_mode; autograd (training, tracing) rejects those tensors,
+    # so drop the cache and let the next forward rebuild it.
+    for m in model.modules():
+        if hasattr(m, "anchors") and hasattr(m, "shape"):
+            m.shape = None
     return params, counter.get_total_flops() / 1e9
 
 

@@ -124,10 +124,6 @@ def gflops(model: nn.Module, imgsz: int) -> float:
         return torch_counts(model, imgsz)[1]
     finally:
         model.train(training)
-        # Counting runs under inference_mode; Detect caches its anchors, which autograd (tracing, training) rejects.
-        for m in model.modules():
-            if isinstance(m, Detect):
-                m.shape = None
 
 
 def example_size(imgsz: int) -> int:
