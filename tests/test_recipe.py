@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from yoloslim.errors import RecipeError
-from yoloslim.recipe import REQUIRED, Option, StageType, load_recipe
+from yoloslim.recipe import REQUIRED, Option, StageType, load_recipe, parse_recipe
 
 TYPES = {
     "prune": StageType("prune", trains=True, default_epochs=3, options={
@@ -77,3 +77,16 @@ def test_bundled_recipes_validate_against_installed_plugins():
     pm = PluginManager()
     for p in Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.yaml"):
         assert load_recipe(p, pm.stage_types(), pm.failed).stages
+
+
+def test_stage_check_rejects_conflicting_options_before_any_work(tmp_path):
+    def check(options, epochs):
+        if options["ratio"] and options["method"] == "none":
+            raise ValueError("'ratio' needs a 'method'; set method or drop ratio")
+
+    types = {"prune": StageType("prune", options={"ratio": Option(float, 0.0), "method": Option(str, "none")},
+                                check=check)}
+    ok = parse_recipe({"stages": [{"type": "prune", "ratio": 0.5, "method": "l1"}]}, types)
+    assert ok.stages[0].options == {"ratio": 0.5, "method": "l1"}
+    with pytest.raises(RecipeError, match=r"stage 1 .*'ratio' needs a 'method'"):
+        parse_recipe({"stages": [{"type": "prune", "ratio": 0.5}]}, types)

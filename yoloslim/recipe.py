@@ -19,6 +19,7 @@ type raises :class:`yoloslim.errors.RecipeError` naming the file, the stage and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,10 @@ class StageType:
         produces: ``"model"`` (a checkpoint) or ``"artifact"`` (a file from ``yoloslim_build_artifact``).
         help: One line describing the stage.
         epochs_flag: Name of the epochs flag of the stage's own CLI subcommand (e.g. ``finetune-epochs``).
+        check: Optional validator ``check(options, epochs)`` called with the stage's options (defaults filled
+            in) and its fine-tuning epochs while the recipe is validated, before any work starts; it raises
+            ``ValueError`` or ``RecipeError`` naming the conflict and the fix (e.g. two options that exclude
+            each other).
     """
 
     name: str
@@ -74,6 +79,7 @@ class StageType:
     produces: str = "model"
     help: str = ""
     epochs_flag: str = "epochs"
+    check: Callable[[dict[str, Any], int], None] | None = None
 
 
 @dataclass
@@ -236,6 +242,11 @@ def parse_recipe(raw: Any, stage_types: dict[str, StageType], path: Path | None 
             epochs = s.get("epochs", st.default_epochs)
             if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
                 raise RecipeError(f"{where}: key 'epochs': expected a non-negative int, got {epochs!r}")
+        if st.check is not None:
+            try:
+                st.check(options, epochs)
+            except (ValueError, RecipeError) as e:
+                raise RecipeError(f"{where}: {e}") from None
         train = {**recipe_train, **_check_train_args(s.get("train"), where, stage_level=True)}
         sname = s.get("name", stype)
         if not isinstance(sname, str):

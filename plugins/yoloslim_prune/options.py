@@ -18,6 +18,7 @@ STAGE_TYPE = StageType(
     default_epochs=10,
     epochs_flag="finetune-epochs",
     help="prune the model (unstructured magnitude, dependency-aware channels, or whole blocks), then fine-tune",
+    check=lambda options, epochs: parse_options(options, epochs, where="options"),
     options={
         "method": Option(str, "channel", "magnitude (zero weights), channel (remove channels), depth (remove blocks)",
                          METHODS),
