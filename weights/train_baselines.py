@@ -121,7 +121,7 @@ def train_one(role: str, data: Path, args: argparse.Namespace) -> Path:
     """Train one baseline (stage 1, then the optional fine-tune stage) and copy its best.pt into weights/."""
     cfg, target = MODELS[role]
     project = Path(args.project).resolve()
-    final_suffix = ("_ft2" if args.polish_epochs else "_ft") if args.finetune_epochs else ""
+    final_suffix = (f"_ft{1 + len(args.polish_epochs)}" if args.polish_epochs else "_ft") if args.finetune_epochs else ""
     shared_until = project / f"{args.share_cpu_with}{final_suffix}" / "DONE" if args.share_cpu_with else None
     best = _train_stage(role, cfg, dict(data=str(data), epochs=args.epochs, lr0=args.lr0), args, shared_until)
     if args.finetune_epochs:
@@ -130,10 +130,13 @@ def train_one(role: str, data: Path, args: argparse.Namespace) -> Path:
             data=str(data), epochs=args.finetune_epochs, lr0=args.finetune_lr0, warmup_epochs=0.0
         )
         best = _train_stage(f"{role}_ft", str(best), stage2, args, shared_until)
-        if args.polish_epochs:
-            # Stage 3: one more cosine cycle from stage 2's best, so the last epochs show the plateau.
-            stage3 = dict(data=str(data), epochs=args.polish_epochs, lr0=args.polish_lr0, warmup_epochs=0.0)
-            best = _train_stage(f"{role}_ft2", str(best), stage3, args, shared_until)
+        # Stages 3, 4, ...: further low-LR cosine cycles, each from the previous stage's best, until the last
+        # epochs show the plateau.
+        if len(args.polish_lr0) != len(args.polish_epochs):
+            raise SystemExit("--polish-epochs and --polish-lr0 need the same number of values")
+        for k, (epochs, lr0) in enumerate(zip(args.polish_epochs, args.polish_lr0), start=2):
+            stage = dict(data=str(data), epochs=epochs, lr0=lr0, warmup_epochs=0.0)
+            best = _train_stage(f"{role}_ft{k}", str(best), stage, args, shared_until)
     dest = Path(args.weights_dir).resolve() / target
     tmp = dest.with_suffix(".pt.tmp")
     shutil.copyfile(best, tmp)
@@ -160,9 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--finetune-lr0", type=float, default=0.0001, help="stage 2 AdamW learning rate")
     parser.add_argument(
-        "--polish-epochs", type=int, default=15, help="stage 3: epochs of a second low-LR cycle from stage 2's best"
+        "--polish-epochs", type=int, nargs="*", default=[],
+        help="stages 3, 4, ...: epochs of further low-LR cycles, each from the previous stage's best",
     )
-    parser.add_argument("--polish-lr0", type=float, default=0.0002, help="stage 3 AdamW learning rate")
+    parser.add_argument(
+        "--polish-lr0", type=float, nargs="*", default=[], help="AdamW learning rate of each such stage"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
