@@ -1,0 +1,243 @@
+"""Tests of the distillation plugin: each method's loss, gradients, adapters, checkpoints, the stage and its CLI."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from distill_helpers import run_cli, subprocess_env
+
+from yoloslim.context import SlimContext
+from yoloslim.errors import DataError, RecipeError
+from yoloslim.recipe import Stage
+from yoloslim_distill import METHODS, Distiller, Teacher, parse_options, plugin, term_name
+from yoloslim_distill.options import STAGE_TYPE
+
+IMGSZ = 64
+
+
+def _model(cfg: str = "yolov8n.yaml", seed: int = 0, nc: int = 3):
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(seed)
+    model = DetectionModel(cfg, nc=nc, verbose=False)
+    model.names = {i: f"class{i}" for i in range(nc)}
+    return model
+
+
+def _opts(methods: str, **kw):
+    return parse_options({"teacher": "teacher.pt", "method": methods, "teacher_precision": "fp32", **kw})
+
+
+def _images(n: int = 2) -> torch.Tensor:
+    torch.manual_seed(123)
+    return torch.rand(n, 3, IMGSZ, IMGSZ)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_is_finite_and_positive_for_another_student_and_zero_for_a_copy(method):
+    teacher_net = _model(seed=0)
+    x = _images()
+    opts = _opts(method, mgd_mask_ratio=0.0)
+
+    other = _model(seed=1).train()
+    terms = Distiller(Teacher(copy.deepcopy(teacher_net), "t.pt", "fp32"), other, opts, IMGSZ).losses(x, other(x))
+    assert list(terms) == [term_name(method)]
+    value = terms[term_name(method)]
+    assert torch.isfinite(value) and value.item() > 1e-4
+
+    # The copy is compared with BatchNorm in eval mode, as the (fused) teacher runs.
+    twin = copy.deepcopy(teacher_net).eval()
+    distiller = Distiller(Teacher(copy.deepcopy(teacher_net), "t.pt", "fp32"), twin, opts, IMGSZ)
+    with torch.no_grad():
+        same = distiller.losses(x, twin(x))[term_name(method)]
+    assert abs(same.item()) < 1e-4 * max(1.0, value.item())
+
+
+def test_mgd_masks_positions_so_even_a_copy_must_learn_to_generate_them():
+    net = _model().eval()
+    x = _images()
+    with torch.no_grad():
+        out = net(x)
+        energy = sum(f.square().mean() for f in out[1]["feats"]).item()  # what masking every position would cost
+        for ratio, low, high in ((0.0, 0.0, 1e-6), (0.5, 0.3, 0.7)):
+            opts = _opts("mgd", mgd_mask_ratio=ratio)
+            distiller = Distiller(Teacher(copy.deepcopy(net), "t.pt", "fp32"), net, opts, IMGSZ)
+            loss = distiller.losses(x, out)["kd_mgd"].item()
+            assert low * energy <= loss <= high * energy, (ratio, loss, energy)
+
+
+def test_gradients_reach_student_and_adapters_never_the_teacher():
+    teacher = Teacher(_model("yolov8s.yaml", seed=0), "t.pt", "fp32")
+    student = _model(seed=1).train()
+    distiller = Distiller(teacher, student, _opts(",".join(METHODS)), IMGSZ)
+    x = _images()
+    terms = distiller.losses(x, student(x))
+    assert set(terms) == {term_name(m) for m in METHODS}
+    sum(terms.values()).backward()
+
+    assert sum(p.grad.abs().sum().item() for p in student.parameters() if p.grad is not None) > 0
+    assert all(p.grad is not None for p in distiller.parameters())
+    assert all(not p.requires_grad and p.grad is None for p in teacher.model.parameters())
+    assert not teacher.model.training
+    head = student.model[-1]  # both the class and the box branch learn from the head terms
+    assert head.cv3[0][-1].weight.grad.abs().sum() > 0 and head.cv2[0][-1].weight.grad.abs().sum() > 0
+
+
+def test_adapters_map_irregular_pruned_widths_to_the_teacher():
+    from yoloslim_prune import prune_channels
+
+    student = _model(seed=1)
+    prune_channels(student, ratio=0.3, imgsz=IMGSZ)  # no rounding: widths like 45, 90, 179
+    teacher = Teacher(_model("yolov8s.yaml"), "t.pt", "fp32")
+    distiller = Distiller(teacher, student, _opts("cwd,mgd,sl2"), IMGSZ)
+    widths = distiller.widths
+    assert widths["teacher"] == [128, 256, 512]
+    assert widths["student"] != [64, 128, 256] and all(w < t for w, t in zip(widths["student"], widths["teacher"]))
+    assert [a.in_channels for a in distiller.adapters["cwd"]] == widths["student"]
+    assert [g.align.out_channels for g in distiller.adapters["mgd"]] == widths["teacher"]
+    student.train()
+    terms = distiller.losses(_images(), student(_images()))
+    assert all(torch.isfinite(v) and v > 0 for v in terms.values())
+
+
+def test_equal_widths_need_no_adapter_and_stage_options_are_validated():
+    net = _model()
+    distiller = Distiller(Teacher(copy.deepcopy(net), "t.pt", "fp32"), net, _opts("cwd,sl2,logit"), IMGSZ)
+    assert distiller.parameters() == []
+    with pytest.raises(RecipeError, match="unknown distillation method 'kd'"):
+        _opts("logit,kd")
+    with pytest.raises(RecipeError, match="'weights' names 'cwd', which is not in 'method'"):
+        _opts("logit", weights="cwd=2")
+    opts = _opts("logit,cwd", weights={"cwd": 4}, final_weight=0.25)
+    assert opts.weights == {"logit": 0.5, "cwd": 4.0}
+    assert [opts.weight_at("cwd", e, 4) for e in range(4)] == [4.0, 3.0, 2.0, 1.0]
+
+
+def test_train_start_adds_an_adapter_group_that_warmup_and_the_scheduler_drive(wide_teacher):
+    student = _model(nc=3).train()
+    student.names = Teacher.load(wide_teacher).model.names
+    opt = torch.optim.AdamW([{"params": list(student.parameters()), "param_group": "weight"}], lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0 - 0.1 * e)
+    stage = Stage(0, "distill", "distill", {**_stage_defaults(), "teacher": str(wide_teacher), "method": "cwd,mgd"}, 2)
+    ctx = SlimContext(stage=stage)
+    trainer = SimpleNamespace(model=student, optimizer=opt, scheduler=sched, epoch=0, epochs=2)
+    ctx.trainer = trainer
+    plugin.yoloslim_train_start(trainer=trainer, ctx=ctx)
+
+    distiller = ctx.state["distill"]["distiller"]
+    group = opt.param_groups[-1]
+    assert group["param_group"] == "distill" and group["initial_lr"] == pytest.approx(1e-3)
+    assert {id(p) for p in group["params"]} == {id(p) for p in distiller.parameters()}
+    opt.step()
+    sched.step()
+    assert group["lr"] == pytest.approx(opt.param_groups[0]["lr"]) == pytest.approx(0.9e-3)
+    assert not any(p is q for p in student.parameters() for q in group["params"])  # adapters stay off the model
+    assert not any("teacher" in n or "align" in n or "block" in n for n, _ in student.named_parameters())
+
+    x = _images()
+    terms = plugin.yoloslim_extra_loss(batch={"img": x}, preds=student(x), model=student, ctx=ctx)
+    assert set(terms) == {"kd_cwd", "kd_mgd"}
+    plugin.yoloslim_train_end(trainer=trainer, ctx=ctx)
+    assert "distiller" not in ctx.state["distill"]
+
+
+def _stage_defaults() -> dict:
+    from yoloslim.recipe import REQUIRED
+
+    return {k: o.default for k, o in STAGE_TYPE.options.items() if o.default is not REQUIRED}
+
+
+def test_class_name_mismatch_fails_before_training_naming_both_lists(tiny_data, tiny_ckpt, tmp_path):
+    from yoloslim.checkpoint import save_checkpoint
+    from yoloslim.model_io import load_checkpoint
+    from yoloslim.pipeline import compress
+    from yoloslim.plugins import get_plugin_manager
+    from yoloslim.recipe import parse_recipe
+
+    model, _ = load_checkpoint(tiny_ckpt)
+    names = list(model.names.values())
+    model.names = {i: f"other{i}" for i in range(len(names))}
+    bad = save_checkpoint(model, tmp_path / "bad_teacher.pt")
+    pm = get_plugin_manager()
+    recipe = parse_recipe({"stages": [{"type": "distill", "teacher": str(bad), "epochs": 1}]}, pm.stage_types())
+    with pytest.raises(DataError) as err:
+        compress(tiny_ckpt, tiny_data, recipe, out=tmp_path / "run", imgsz=IMGSZ, runs=2, plugins=pm)
+    msg = str(err.value)
+    assert str(bad) in msg and str([f"other{i}" for i in range(len(names))]) in msg and str(names) in msg
+    assert not list((tmp_path / "run").rglob("*.csv")) and not list((tmp_path / "run").rglob("*.pt"))
+
+
+def test_prune_then_distill_recipe_saves_a_plain_student_that_yolo_loads(tiny_data, tiny_ckpt, wide_teacher,
+                                                                          tmp_path):
+    from yoloslim.model_io import load_checkpoint
+    from yoloslim.pipeline import compress
+    from yoloslim.plugins import get_plugin_manager
+    from yoloslim.recipe import parse_recipe
+
+    pm = get_plugin_manager()
+    recipe = parse_recipe({"name": "pd", "train": {"batch": 8, "warmup_epochs": 1, "val": False}, "stages": [
+        {"type": "prune", "method": "channel", "ratio": 0.3, "epochs": 0},
+        {"type": "distill", "teacher": str(wide_teacher), "method": "logit,ld,cwd,mgd,sl2",
+         "weights": "cwd=2", "final_weight": 0.5, "epochs": 1}]}, pm.stage_types())
+    result = compress(tiny_ckpt, tiny_data, recipe, out=tmp_path / "run", imgsz=IMGSZ, runs=2, plugins=pm)
+
+    rows = list(csv.DictReader((tmp_path / "run" / "02_distill" / "train" / "results.csv").open()))
+    rows = [{k.strip(): v for k, v in r.items()} for r in rows]
+    for m in METHODS:
+        assert all(float(r[f"train/kd_{m}"]) > 0 for r in rows), m
+    assert "val/kd_cwd" not in rows[0]
+    assert float(rows[-1]["lr/pg3"]) == pytest.approx(float(rows[-1]["lr/pg0"]))  # the adapter group follows the LR
+
+    pruned, _ = load_checkpoint(result.artifacts[1][1])
+    out = result.artifacts[2][1]
+    ckpt = torch.load(out, map_location="cpu", weights_only=False)
+    assert ckpt["optimizer"] is None  # stripped: no adapter state either
+    student = ckpt["model"]
+    keys = set(student.state_dict())
+    assert keys == set(pruned.state_dict())  # the pruned student's tensors, nothing else
+    assert {k: v.shape for k, v in student.state_dict().items()} == {k: v.shape for k, v in pruned.state_dict().items()}
+    assert not any("teacher" in k or "adapter" in k for k in keys)
+    assert b"yoloslim_distill" not in out.read_bytes()  # no Teacher, Distiller or adapter object pickled
+
+    script = ("import sys\nfrom ultralytics import YOLO\nm = YOLO(sys.argv[1])\n"
+              "assert any(type(x).__name__ == 'SplitC2f' for x in m.model.modules())\n"
+              "r = m.predict(sys.argv[2], imgsz=64, verbose=False)\nprint('LOADED', m.task, len(m.names), len(r))\n")
+    image = next((Path(tiny_data).parent / "images" / "test").glob("*.png"))
+    r = subprocess.run([sys.executable, "-c", script, str(out), str(image)], capture_output=True, text=True,
+                       env=subprocess_env(), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "LOADED detect" in r.stdout
+    report = {m["name"]: m for m in json.loads(result.report_json.read_text())["measurements"]}
+    assert report["distill"]["params"] == report["prune"]["params"] < report["original"]["params"]
+
+
+def test_cli_distill_trains_and_writes_the_student(tiny_data, tiny_ckpt, wide_teacher, tmp_path):
+    out = tmp_path / "distilled.pt"
+    r = run_cli("distill", str(tiny_ckpt), "--teacher", str(wide_teacher), "--data", str(tiny_data),
+                "--method", "logit,ld,sl2", "--weights", "ld=2", "--epochs", "1", "--imgsz", str(IMGSZ),
+                "--out", str(out), "--run-dir", str(tmp_path / "run"), "--runs", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert out.is_file() and "distill" in r.stdout
+    header = (tmp_path / "run" / "01_distill" / "train" / "results.csv").read_text().splitlines()[0]
+    assert [h.strip() for h in header.split(",") if "kd_" in h] == ["train/kd_logit", "train/kd_ld", "train/kd_sl2"]
+
+
+
+def test_cli_rejects_an_unknown_method_in_one_line_before_any_work(tiny_data, tiny_ckpt, wide_teacher, tmp_path,
+                                                                  capsys):
+    from yoloslim.cli import main
+
+    code = main(["distill", str(tiny_ckpt), "--teacher", str(wide_teacher), "--data", str(tiny_data),
+                 "--method", "logit,fitnet", "--out", str(tmp_path / "x.pt"), "--run-dir", str(tmp_path / "run")])
+    assert code == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("yoloslim: error: ") and "unknown distillation method 'fitnet'; choose from logit" in last
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "run").exists()

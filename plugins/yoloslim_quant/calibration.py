@@ -1,0 +1,61 @@
+"""Calibration images: real dataset images, preprocessed exactly as the measurement harness feeds a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+
+from yoloslim.errors import DataError
+
+
+def calibration_images(data: str | Path, split: str = "train", count: int = 64) -> list[Path]:
+    """Pick ``count`` images of a dataset split, spread evenly over the sorted split (deterministic).
+
+    Raises:
+        DataError: If the dataset has no such split or it holds no images.
+    """
+    from yoloslim.model_io import check_dataset, split_images
+
+    dataset = check_dataset(data)
+    if not dataset.get(split):
+        raise DataError(f"{data}: has no '{split}:' split to calibrate on; pass calib_split=train or val")
+    images = split_images(dataset, split)
+    if not images:
+        raise DataError(f"{data}: the '{split}' split has no images to calibrate on; pass another calib_split")
+    if count >= len(images):
+        return images
+    step = len(images) / count
+    return [images[int(i * step)] for i in range(count)]
+
+
+def load_batch(images: list[Path], imgsz: int) -> np.ndarray:
+    """Letterbox ``images`` to ``imgsz`` (the harness's preprocessing) and stack them, float32 NCHW RGB in [0, 1]."""
+    from yoloslim.measure import latency_image
+
+    return np.concatenate([latency_image(imgsz, p) for p in images], axis=0)
+
+
+class ImageReader(CalibrationDataReader):
+    """ONNX Runtime calibration reader over preprocessed images, one image per call (static batch 1)."""
+
+    def __init__(self, batch: np.ndarray, input_name: str = "images") -> None:
+        """Read ``batch`` (N, 3, H, W) one image at a time into the graph input ``input_name``."""
+        self.batch = batch
+        self.input_name = input_name
+        self._i = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        """The next image, or None when all were read."""
+        if self._i >= len(self.batch):
+            return None
+        self._i += 1
+        return {self.input_name: self.batch[self._i - 1:self._i]}
+
+    def rewind(self) -> None:
+        """Start again from the first image."""
+        self._i = 0
+
+    def __len__(self) -> int:
+        return len(self.batch)

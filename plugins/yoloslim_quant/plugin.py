@@ -1,0 +1,68 @@
+"""The quantization plugin's hook implementations: the ``quantize`` stage and QAT's training-loop behaviour.
+
+- ``yoloslim_stage_types`` declares ``quantize`` (an artifact stage: it writes an ``.onnx`` file), which also
+  gives the command ``yoloslim quantize MODEL --data D --mode ptq|qat|mixed --target cpu|tensorrt --out F.onnx``.
+- ``yoloslim_build_artifact`` runs :func:`yoloslim_quant.quantizer.quantize_checkpoint`; mode ``qat`` fine-tunes
+  through the core's :func:`yoloslim.pipeline.finetune` (SlimTrainer, every plugin's training hooks firing).
+- ``yoloslim_model_to_save`` strips the fake quantizers from every checkpoint QAT writes (a plain Ultralytics
+  checkpoint carrying the learned ranges), so ``best.pt`` loads anywhere.
+- ``yoloslim_report_columns`` adds ``precision`` and ``float layers`` to rows of quantized files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from yoloslim import hookimpl
+from yoloslim.recipe import StageType
+
+from .options import STAGE_TYPE, parse_options
+
+
+@hookimpl
+def yoloslim_stage_types() -> list[StageType]:
+    """Declare the ``quantize`` stage."""
+    return [STAGE_TYPE]
+
+
+@hookimpl
+def yoloslim_build_artifact(checkpoint: Path, stage: Any, ctx: Any) -> Path | None:
+    """Quantize ``checkpoint`` into ``<stage dir>/<stage name>.onnx``."""
+    if stage.type != "quantize":
+        return None
+    from .quantizer import quantize_checkpoint
+
+    opts = parse_options(stage.options, stage.epochs, f"stage '{stage.name}'")
+    out = ctx.stage_dir / f"{stage.name}.onnx"
+    return quantize_checkpoint(checkpoint, out, opts, ctx, stage=stage, workdir=ctx.stage_dir / "work")
+
+
+@hookimpl
+def yoloslim_model_to_save(model: nn.Module, ctx: Any) -> nn.Module | None:
+    """Save QAT models without their fake quantizers (ranges kept as ``yoloslim_qat_ranges``)."""
+    if not (ctx.state.get("quant") or {}).get("qat"):
+        return None
+    from .qat import fake_quant_modules, strip
+
+    return strip(model) if fake_quant_modules(model) else None
+
+
+@hookimpl
+def yoloslim_report_columns(measurement: Any, ctx: Any) -> dict[str, Any] | None:
+    """``precision`` and ``float layers`` of quantized ONNX rows."""
+    path = Path(measurement.path)
+    if path.suffix != ".onnx" or not path.is_file():
+        return None
+    import onnx
+
+    from .graph import yoloslim_metadata
+
+    entry = yoloslim_metadata(onnx.load(str(path), load_external_data=False))
+    q = entry.get("quantization")
+    if not q:
+        return None
+    return {"precision": entry.get("precision"), "float layers": len(q.get("float_layers") or []),
+            "target": q.get("target")}
