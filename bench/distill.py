@@ -21,7 +21,11 @@ The sweep is incremental: every (row, seed) job runs in its own process (``--job
 each with ``--threads`` torch threads.
 
 Run: ``nohup .venv/bin/python bench/distill.py --parallel 2 > bench/results/logs/distill.log 2>&1 &``
-(``--smoke`` runs every row for one epoch on the tiny dataset at 64 px).
+(``--smoke`` runs every row for one epoch on the tiny dataset at 64 px). ``--extra NAME=METHODS[/WEIGHTS]``
+adds a row (pass it to every later call, ``--summarize`` included); ``--timing ROUNDS`` times one short epoch
+of every row in one process, rows interleaved, for a training-cost ratio free of what runs beside the sweep.
+The committed results came from the sweep above, then ``--rows val-top2 --extra val-top2=ld,cwd --parallel 1``,
+then ``--timing 2 --timing-fraction 0.15 --extra val-top2=ld,cwd`` and a final ``--summarize`` with the notes.
 """
 
 from __future__ import annotations
@@ -234,6 +238,11 @@ def prepare(a: argparse.Namespace, rows: list[str]) -> None:
         shutil.copy2(run_stage(st, student, ctx), base / "pruned.pt")
 
 
+def baseline(kind: str) -> str:
+    """The row a row is compared with: the pruned student fine-tuned alone for pruned rows, else no-distill."""
+    return "pruned-ft" if kind == "pruned" else "no-distill"
+
+
 def _fmt(x: float | None, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -257,9 +266,10 @@ def summarize(a: argparse.Namespace, rows: list[str], seeds: list[int]) -> None:
             "train_val_s_per_epoch": train_s + statistics.mean(vals) if vals else None,
             "method": done[0]["method"], "weights": ROWS[row].get("weights"), "kind": done[0]["kind"], "runs": done,
         }
-    ref = results.get("no-distill")
     for r in results.values():
-        r["delta_vs_no_distill"] = r["mean"] - ref["mean"] if ref else None
+        r["baseline"] = baseline(r["kind"])
+        ref = results.get(r["baseline"])
+        r["delta_vs_baseline"] = r["mean"] - ref["mean"] if ref else None
         r["time_ratio"] = r["train_s_per_epoch"] / ref["train_s_per_epoch"] if ref else None
         r["time_ratio_with_val"] = (r["train_val_s_per_epoch"] / ref["train_val_s_per_epoch"]
                                     if ref and r["train_val_s_per_epoch"] and ref["train_val_s_per_epoch"] else None)
@@ -276,25 +286,30 @@ def summarize(a: argparse.Namespace, rows: list[str], seeds: list[int]) -> None:
     lines = [f"# Benchmark: {a.name}", "", f"Written {payload['date']}. Student YOLOv8n from `yolov8n.yaml` "
              f"(random init), teacher `{a.teacher}`; data `{a.data}` (fraction {a.fraction} of train), "
              f"{a.epochs} epochs at {a.imgsz} px, seeds {seeds}, {a.threads} torch thread(s) per job, "
-             f"{a.parallel} jobs side by side.", "",
-             "| row | method | test mAP50-95 (mean ± half-range) | per seed | Δ vs no-distill | s/epoch train | "
-             "ratio | s/epoch train+val | ratio |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+             f"up to {a.parallel} jobs side by side. Δ (mAP50-95 points) and time ratios are against the row's "
+             "baseline: `no-distill`, or `pruned-ft` for the pruned rows.", "",
+             "| row | method | test mAP50-95 (mean ± half-range) | per seed | baseline | Δ | s/epoch train | "
+             "ratio | s/epoch train+val | ratio |", "|---|---|---:|---|---|---:|---:|---:|---:|---:|"]
     for row, r in results.items():
-        delta = "-" if r["delta_vs_no_distill"] is None else f"{100 * r['delta_vs_no_distill']:+.2f}"
+        delta = "-" if r["delta_vs_baseline"] is None else f"{100 * r['delta_vs_baseline']:+.2f}"
         per_seed = ", ".join(f"{m:.4f}" for m in r["test_map50_95"])
         lines.append(
-            f"| {row} | {(r['method'] or r['kind']) + (' (' + r['weights'] + ')' if r['weights'] else '')} | {r['mean']:.4f} ± {r['spread']:.4f} | {per_seed} | {delta} | "
+            f"| {row} | {(r['method'] or r['kind']) + (' (' + r['weights'] + ')' if r['weights'] else '')} | {r['mean']:.4f} ± {r['spread']:.4f} | {per_seed} | {r['baseline']} | {delta} | "
             f"{r['train_s_per_epoch']:.1f} | {_fmt(r['time_ratio'], 2)} | {_fmt(r['train_val_s_per_epoch'], 1)} | "
             f"{_fmt(r['time_ratio_with_val'], 2)} |")
-    lines += ["", "Δ in mAP50-95 points. Times are wall-clock seconds on a shared 2-core CPU (noisy, ±30%); "
-              "train+val adds one validation pass of the val split (measured on the final epoch).", ""]
+    lines += ["", "Times in this table are wall-clock seconds of the sweep's jobs on a shared 2-core CPU; they depend on "
+              "what ran beside each job (other trainings, tests), so compare training cost with the interleaved table "
+              "below. train+val adds one validation pass of the val split (measured on the final epoch).", ""]
     if timing:
-        ratios = timing["ratio_vs_no_distill"] or {}
+        med = timing["median_s"]
         lines += ["## Training time, rows interleaved in one process", "",
                   f"One epoch of {timing['images_per_epoch']} images per row and round, {timing['rounds']} rounds, "
-                  f"{timing['threads']} thread(s); median seconds of the training part (no validation).", "",
-                  "| row | s/epoch | ratio vs no-distill |", "|---|---:|---:|"]
-        lines += [f"| {r} | {v:.1f} | {_fmt(ratios.get(r), 2)} |" for r, v in timing["median_s"].items()] + [""]
+                  f"{timing['threads']} thread(s), started on an otherwise idle machine; median seconds of the training part "
+                  "(no validation).", "", "| row | s/epoch | baseline | ratio |", "|---|---:|---|---:|"]
+        for r, v in med.items():
+            ref = baseline(ROWS[r]["kind"]) if r in ROWS else "no-distill"
+            lines.append(f"| {r} | {v:.1f} | {ref} | {_fmt(v / med[ref] if med.get(ref) else None, 2)} |")
+        lines.append("")
     if missing:
         lines += [f"Missing (not finished): {', '.join(missing)}", ""]
     if a.note:
