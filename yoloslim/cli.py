@@ -131,6 +131,7 @@ def _cmd_stage(a: argparse.Namespace) -> int:
     from yoloslim.checkpoint import atomic_copy
     from yoloslim.pipeline import compress, unique_dir
     from yoloslim.plugins import get_plugin_manager
+    from yoloslim.errors import RecipeError
     from yoloslim.recipe import parse_recipe
 
     pm = get_plugin_manager()
@@ -138,7 +139,10 @@ def _cmd_stage(a: argparse.Namespace) -> int:
     stage.update({k[4:]: v for k, v in vars(a).items() if k.startswith("opt_") and v is not None})
     if getattr(a, "stage_epochs", None) is not None:
         stage["epochs"] = a.stage_epochs
-    recipe = parse_recipe({"name": a.stage_type, "stages": [stage]}, pm.stage_types(), None, pm.failed)
+    try:
+        recipe = parse_recipe({"name": a.stage_type, "stages": [stage]}, pm.stage_types(), None, pm.failed)
+    except RecipeError as e:  # name the subcommand, not the one-stage recipe built from its flags
+        raise RecipeError(str(e).replace(f"<recipe>: stage 1 ({a.stage_type}): ", f"{a.stage_type}: ", 1)) from None
     run_dir = Path(a.run_dir) if a.run_dir else unique_dir(Path("runs/slim") / a.stage_type)
     r = compress(a.model, a.data, recipe, out=run_dir, imgsz=a.imgsz, device=a.device, threads=a.threads,
                  runs=a.runs, plugins=pm)

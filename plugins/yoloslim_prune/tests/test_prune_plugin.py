@@ -224,5 +224,5 @@ def test_cli_rejects_ratio_with_target_macs_in_one_line(tiny_data, tiny_ckpt, tm
     r = run_cli("prune", str(tiny_ckpt), "--data", str(tiny_data), "--ratio", "0.3", "--target-macs", "0.5",
                 "--out", str(tmp_path / "x.pt"), "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines()[-1].startswith("yoloslim: error: stage 'prune': give 'ratio' or 'target_macs'")
+    assert r.stderr.strip().splitlines()[-1].startswith("yoloslim: error: prune: options: give 'ratio' or 'target_macs'")
     assert not (tmp_path / "x.pt").exists()
