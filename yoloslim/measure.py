@@ -6,7 +6,8 @@ Every variant, ``.pt`` or ``.onnx`` (or another format through a runtime opener)
   letterbox for all formats (``rect=False``: the validator turns rect batches off for a static ONNX itself, so the
   ``.pt`` must not use them either, or the two see differently padded images);
 - params and GFLOPs: counted on the compute ops (2 x MACs of convolutions and matrix products, batch 1, imgsz);
-- latency: one real image letterboxed to imgsz, batch 1, timed round-robin across all variants so machine noise
+- latency: one real image letterboxed to imgsz, batch 1, timed round-robin across all variants (ONNX Runtime
+  sessions without thread spinning, so one session's idle threads do not slow the next) so machine noise
   hits them alike.
 """
 
@@ -335,6 +336,10 @@ def _open_onnx(path: Path, threads: int) -> Runner:
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # Idle intra-op threads spin by default; with several sessions timed round-robin, one session's spinning
+    # threads steal the cores of the next (measured: yolov8n 320 px, 2 threads: 12.3 ms alone, 27.4 ms between
+    # runs of a yolov8s session; 14.0 / 14.2 ms without spinning). Every row is timed without spinning.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:
