@@ -35,7 +35,7 @@ STAGE_TYPE = StageType(
                                  ("float", "w8a16")),
         "qat_ranges": Option(str, "frozen", "qat: activation ranges calibrated then frozen, or learned",
                              ("frozen", "learned")),
-        "graph_opts": Option(bool, True, "cpu: graph-level speed rewrites (DFL softmax on the last axis)"),
+        "graph_opts": Option(bool, True, "cpu: graph-level speed choices (DFL softmax on the last axis, float stem)"),
     },
 )
 

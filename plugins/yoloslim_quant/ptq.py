@@ -5,7 +5,8 @@ Two targets, one QDQ format (``QuantizeLinear``/``DequantizeLinear`` around floa
 - ``cpu``: the layout measured fastest for ONNX Runtime on x86 with VNNI: unsigned 8-bit activations, signed 8-bit
   per-channel weights (fused into ``QLinearConv``), and every op of the network quantized, not only the
   convolutions (SiLU's Sigmoid/Mul, Concat, Add, MaxPool, Resize, Split then run on uint8 and no float round trip
-  is left between two convolutions). Plus the DFL rewrite of :func:`yoloslim_quant.graph.rewrite_dfl`.
+  is left between two convolutions). Plus the DFL rewrite of :func:`yoloslim_quant.graph.rewrite_dfl`, and the
+  image stem kept float (:func:`yoloslim_quant.graph.stem_layers`).
 - ``tensorrt``: what TensorRT's explicit quantization accepts: signed 8-bit, symmetric (zero point 0) activations
   and weights, weight scales per output channel (axis 0), Q/DQ on the inputs of convolutions and residual
   additions only (TensorRT fuses Conv + bias + SiLU + residual Add itself), float bias. Every file is checked with
@@ -34,7 +35,7 @@ from yoloslim.errors import ExportError
 
 from .calibration import ImageReader
 from .graph import (YOLOSLIM_KEY, decode_nodes, metadata, name_nodes, quantizable_layers, rewrite_dfl, set_metadata,
-                    yoloslim_metadata)
+                    stem_layers, yoloslim_metadata)
 
 LOGGER = logging.getLogger("yoloslim.quant.ptq")
 
@@ -82,6 +83,11 @@ class QuantConfig:
                               "float with target tensorrt")
 
 
+def policy_float_layers(model: onnx.ModelProto, cfg: QuantConfig) -> list[str]:
+    """Layers the target keeps float whatever ``keep`` says: the image stem on ``cpu`` with ``graph_opts``."""
+    return stem_layers(model) if cfg.target == "cpu" and cfg.graph_opts else []
+
+
 def _settings(cfg: QuantConfig, model: onnx.ModelProto, keep: list[str]) -> dict[str, Any]:
     """Arguments of ``quantize_static`` for ``cfg``."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
@@ -95,6 +101,8 @@ def _settings(cfg: QuantConfig, model: onnx.ModelProto, keep: list[str]) -> dict
     overrides: dict[str, list[dict[str, Any]]] = {}
     for name, (lo, hi) in cfg.ranges.items():
         overrides[name] = [{"rmin": np.array(lo, dtype=np.float32), "rmax": np.array(hi, dtype=np.float32)}]
+        if cfg.target == "tensorrt":  # QAT ranges are asymmetric; TensorRT's scales are symmetric around 0
+            overrides[name][0]["symmetric"] = True
     if cfg.target == "tensorrt":
         extra.update(ActivationSymmetric=True, QuantizeBias=False,
                      OpTypesToExcludeOutputQuantization=list(_TRT_OPS))
@@ -111,6 +119,7 @@ def _settings(cfg: QuantConfig, model: onnx.ModelProto, keep: list[str]) -> dict
                     overrides.setdefault(tensor, [{}])[0]["quant_type"] = QuantType.QUInt16
         else:
             exclude += list(keep)
+        exclude += policy_float_layers(model, cfg)
         if activation == QuantType.QUInt16 or (keep and cfg.keep_precision == "w8a16"):  # 16-bit Q/DQ
             extra["UseQDQContribOps"] = True
     if overrides:
@@ -196,6 +205,7 @@ def _finish(model: onnx.ModelProto, source: onnx.ModelProto, cfg: QuantConfig, i
                               "float_layers": list(cfg.keep),
                               "keep_precision": cfg.keep_precision if cfg.keep else None,
                               "decode": "float", "graph_opts": cfg.graph_opts and cfg.target == "cpu",
+                              "float_stem": policy_float_layers(source, cfg),
                               "qat_ranges": len(cfg.ranges), **(info or {})}}
     entry.pop("parity", None)  # the FP32 export's parity no longer describes this graph
     meta[YOLOSLIM_KEY] = json.dumps(entry, default=str)

@@ -102,8 +102,10 @@ def _is_dfl(name: str) -> bool:
     return name.split(".")[-1] == "dfl" or ".dfl" in name
 
 
-def insert(model: nn.Module, learn_ranges: bool = False) -> nn.Module:
+def insert(model: nn.Module, learn_ranges: bool = False, skip_stem: bool = False) -> nn.Module:
     """Fold BatchNorm and wrap every quantizable convolution of ``model`` in place; returns ``model``.
+
+    ``skip_stem`` leaves the image stem (<= 4 input channels) float, as the ``cpu`` target exports it.
 
     Returns:
         The model, fused, with :class:`FakeQuantConv` wrappers (observing until :func:`calibrate`).
@@ -111,7 +113,8 @@ def insert(model: nn.Module, learn_ranges: bool = False) -> nn.Module:
     if hasattr(model, "fuse"):
         model.fuse(verbose=False)
     targets = [(name, m) for name, m in model.named_modules()
-               if isinstance(m, nn.Conv2d) and not isinstance(m, FakeQuantConv) and not _is_dfl(name)]
+               if isinstance(m, nn.Conv2d) and not isinstance(m, FakeQuantConv) and not _is_dfl(name)
+               and not (skip_stem and m.groups == 1 and m.in_channels <= 4)]
     for name, conv in targets:
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model

@@ -27,7 +27,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .graph import quantizable_layers
-from .ptq import QuantConfig, prepare, quantize_graph, run_onnx
+from .ptq import QuantConfig, policy_float_layers, prepare, quantize_graph, run_onnx
 
 LOGGER = logging.getLogger("yoloslim.quant.sensitivity")
 
@@ -65,11 +65,12 @@ def single_layer_model(model: onnx.ModelProto, layer: str, ranges: dict[str, tup
     m = onnx.ModelProto.FromString(model.SerializeToString())
     node = next(n for n in m.graph.node if n.name == layer)
     inits = {t.name: t for t in m.graph.initializer}
-    new_nodes: list[Any] = []
+    before: list[Any] = []  # the input's Q/DQ, run right before the layer
+    after: list[Any] = []  # the output's, right after it
     new_inits: list[Any] = []
     x = node.input[0]
     if x in ranges:
-        node.input[0] = _qdq(x, *ranges[x], new_nodes, new_inits)
+        node.input[0] = _qdq(x, *ranges[x], before, new_inits)
     w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
     scale = (np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / 127.0).clip(1e-12)
     q = np.clip(np.round(w / scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127)
@@ -79,15 +80,13 @@ def single_layer_model(model: onnx.ModelProto, layer: str, ranges: dict[str, tup
     y = node.output[0]
     if y in ranges and y not in {o.name for o in m.graph.output}:
         consumers = [n for n in m.graph.node if y in n.input]
-        dq = _qdq(y, *ranges[y], new_nodes, new_inits)
+        dq = _qdq(y, *ranges[y], after, new_inits)
         for c in consumers:
             for i, name in enumerate(c.input):
                 if name == y:
                     c.input[i] = dq
     m.graph.initializer.extend(new_inits)
     index = list(m.graph.node).index(node)
-    before = [n for n in new_nodes if not n.input[0].startswith(y)]  # the input's Q/DQ run before the layer
-    after = [n for n in new_nodes if n.input[0].startswith(y)]  # the output's right after it
     for n in before:
         m.graph.node.insert(index, n)
         index += 1
@@ -171,7 +170,8 @@ def search_mixed(fp32: str | Path, calib: np.ndarray, cache: str | Path, cfg: Qu
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    order = sorted(scores, key=lambda k: -scores[k])
+    already = set(policy_float_layers(onnx.load(str(fp32), load_external_data=False), cfg))  # float anyway
+    order = [k for k in sorted(scores, key=lambda k: -scores[k]) if k not in already]
     base = evaluate(Path(fp32))
     result = MixedResult(keep=[], fp32_map=base)
     counts = [0] + [k for k in (1, 2, 4, 8, 16, 32, 64) if k < max_layers] + [max_layers]
