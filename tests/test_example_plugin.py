@@ -4,7 +4,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import ROOT, subprocess_env
+from yoloslim_test_support import ROOT, subprocess_env
 
 
 def test_readme_example_plugin_is_the_shipped_example():

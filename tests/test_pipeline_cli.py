@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, subprocess_env
+from yoloslim_test_support import run_cli, subprocess_env
 
 RECIPE = """\
 name: e2e

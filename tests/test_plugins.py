@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import run_cli, subprocess_env
+from yoloslim_test_support import run_cli, subprocess_env
 from yoloslim import hookimpl
 from yoloslim.errors import PluginError
 from yoloslim.plugins import PluginManager

@@ -9,7 +9,7 @@ import pytest
 import torch
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
-from conftest import subprocess_env
+from yoloslim_test_support import subprocess_env
 from yoloslim import hookimpl
 from yoloslim.checkpoint import save_checkpoint
 from yoloslim.context import SlimContext

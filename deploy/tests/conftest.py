@@ -1,4 +1,4 @@
-"""Fixtures of the deploy tests: the tiny dataset and ``detect_ckpt`` (see :mod:`deploy_helpers`)."""
+"""Fixtures of the deploy tests: ``detect_ckpt`` (see :mod:`deploy_helpers`) and the tiny dataset's images."""
 
 from __future__ import annotations
 
@@ -6,15 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_helpers import build_detecting_checkpoint, shared
-
-# ``tests/`` modules import these with ``from conftest import ...``; when pytest runs both folders, the module named
-# ``conftest`` may be this one, so it offers the same names (the same objects as tests/conftest.py's).
-ROOT, load_generator = shared.ROOT, shared.load_generator
-run_cli, subprocess_env = shared.run_cli, shared.subprocess_env
-
-# Fixtures are scoped to their folder: the project's ``tiny_data`` is registered again for deploy/tests.
-tiny_data = shared.tiny_data
+from deploy_helpers import build_detecting_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,4 @@
-"""Helpers of the deploy tests (imported by name: ``conftest`` is ambiguous when pytest runs several test folders).
-
-The project's shared helpers live in ``tests/conftest.py``; it is loaded here under its own module name.
+"""Helpers of the deploy tests (the project's shared helpers are in ``tests/yoloslim_test_support.py``).
 
 A one-epoch checkpoint (``tests``' ``tiny_ckpt``) is useless for comparing detections: its batch-norm statistics
 are still the initial ones, every activation near the head is almost constant, and all class scores sit within
@@ -12,19 +10,7 @@ twenty distinct, image-dependent boxes per image, which is what runtime parity n
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("yoloslim_tests_conftest", ROOT / "tests" / "conftest.py")
-shared = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("yoloslim_tests_conftest", shared)
-_spec.loader.exec_module(shared)
-
-run_cli = shared.run_cli
-subprocess_env = shared.subprocess_env
-load_generator = shared.load_generator
 
 DETECT_IMGSZ = 96
 

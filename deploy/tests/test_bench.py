@@ -11,7 +11,8 @@ from yoloslim.context import SlimContext
 from yoloslim.measure import Measurement
 from yoloslim.report import pareto_front, plot_pareto
 
-from deploy_helpers import DETECT_IMGSZ, run_cli
+from deploy_helpers import DETECT_IMGSZ
+from yoloslim_test_support import run_cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -12,7 +12,8 @@ import pytest
 
 from yoloslim.context import SlimContext
 
-from deploy_helpers import DETECT_IMGSZ, subprocess_env
+from deploy_helpers import DETECT_IMGSZ
+from yoloslim_test_support import subprocess_env
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "camera.py"
 FRAMES = 12

@@ -14,7 +14,8 @@ from yoloslim.context import SlimContext
 from yoloslim.errors import ExportError
 from yoloslim_deploy import Detector, read_metadata
 
-from deploy_helpers import DETECT_IMGSZ, run_cli
+from deploy_helpers import DETECT_IMGSZ
+from yoloslim_test_support import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from onnx import TensorProto, helper
 from yoloslim.context import SlimContext
 from yoloslim.errors import ExportError
 
-from deploy_helpers import DETECT_IMGSZ, run_cli
+from deploy_helpers import DETECT_IMGSZ
+from yoloslim_test_support import run_cli
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 NO_TENSORRT = "TensorRT is not installed (pip install 'yoloslim[tensorrt]' on a machine with an NVIDIA GPU)"

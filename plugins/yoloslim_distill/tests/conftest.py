@@ -1,15 +1,10 @@
-"""Fixtures of the distillation tests: the project's ``tiny_data`` and ``tiny_ckpt``, and a wider tiny teacher."""
+"""Fixture of the distillation tests: a wider tiny teacher (``tiny_data`` and ``tiny_ckpt`` come from the root conftest)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from distill_helpers import shared
-
-# Fixtures are scoped to their folder: the project's fixtures are registered again for this one.
-tiny_data = shared.tiny_data
-tiny_ckpt = shared.tiny_ckpt
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from prune_helpers import run_cli, subprocess_env
+from yoloslim_test_support import run_cli, subprocess_env
 
 from yoloslim.context import SlimContext
 from yoloslim.errors import ModelError, RecipeError

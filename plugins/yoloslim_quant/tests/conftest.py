@@ -1,16 +1,12 @@
-"""Fixtures of the quantization tests: the project's ``tiny_data`` and ``tiny_ckpt`` (see :mod:`quant_helpers`),
-and FP32 ONNX exports of the tiny checkpoint and of the bundled student, made once per session."""
+"""Fixtures of the quantization tests: FP32 ONNX exports of the tiny checkpoint and of the bundled student, made
+once per session (``tiny_data`` and ``tiny_ckpt`` come from the root conftest)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from quant_helpers import STUDENT, shared
-
-# Fixtures are scoped to their folder: the project's fixtures are registered again for this one.
-tiny_data = shared.tiny_data
-tiny_ckpt = shared.tiny_ckpt
+from yoloslim_test_support import STUDENT
 
 
 @pytest.fixture(scope="session")

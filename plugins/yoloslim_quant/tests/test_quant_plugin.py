@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 from onnx import numpy_helper
-from quant_helpers import run_cli
+from yoloslim_test_support import run_cli
 
 from yoloslim.context import SlimContext
 from yoloslim.errors import DataError, RecipeError

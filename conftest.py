@@ -1,8 +1,12 @@
-"""Shared fixtures: offline Ultralytics, the tiny generated dataset, a tiny trained checkpoint."""
+"""Fixtures shared by every test folder (tests/, plugins/*/tests, deploy/tests): offline Ultralytics, the tiny
+generated dataset, a tiny trained checkpoint, and a site folder with the test plugin packages installed.
+
+Session-scoped fixtures defined here are built once per pytest run, whichever folders run. Plain helpers live
+in ``tests/yoloslim_test_support.py``.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import tempfile
@@ -14,19 +18,10 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ["YOLO_AUTOINSTALL"] = "0"
 os.environ.setdefault("YOLO_CONFIG_DIR", str(_CFG / "ultralytics"))
 os.environ.setdefault("MPLCONFIGDIR", str(_CFG / "mpl"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 
 import pytest  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_generator():
-    """Import datasets/synth_shapes.py (``datasets/`` is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("synth_shapes", ROOT / "datasets" / "synth_shapes.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("synth_shapes", module)
-    spec.loader.exec_module(module)
-    return module
+from yoloslim_test_support import ROOT, load_generator  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -60,20 +55,3 @@ def plugin_site(tmp_path_factory) -> Path:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                         "--no-index", "--target", str(site), str(src)], check=True)
     return site
-
-
-def subprocess_env(**extra: str) -> dict[str, str]:
-    """Environment for a child process: this one's, offline, with ``extra`` (PYTHONPATH is prepended)."""
-    env = dict(os.environ)
-    if "PYTHONPATH" in extra:
-        extra["PYTHONPATH"] = os.pathsep.join(filter(None, [extra["PYTHONPATH"], env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    """Run ``yoloslim ARGS`` in a fresh process and return the CompletedProcess."""
-    import subprocess
-
-    return subprocess.run([sys.executable, "-m", "yoloslim.cli", *args], capture_output=True, text=True,
-                          env=env or subprocess_env(), cwd=cwd)

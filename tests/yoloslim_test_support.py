@@ -1,0 +1,43 @@
+"""Helpers the test modules of every folder import (``from yoloslim_test_support import run_cli``).
+
+The root ``conftest.py`` puts ``tests/`` on ``sys.path`` and holds the shared fixtures (``tiny_data``,
+``tiny_ckpt``, ``plugin_site``); a module named ``conftest`` cannot be imported reliably when pytest collects
+several test folders, so the plain functions live here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDENT = ROOT / "weights" / "student_yolov8n.pt"
+TEACHER = ROOT / "weights" / "teacher_yolov8s.pt"
+
+
+def load_generator():
+    """Import datasets/synth_shapes.py (``datasets/`` is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("synth_shapes", ROOT / "datasets" / "synth_shapes.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("synth_shapes", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for a child process: this one's, offline, with ``extra`` (PYTHONPATH is prepended)."""
+    env = dict(os.environ)
+    if "PYTHONPATH" in extra:
+        extra["PYTHONPATH"] = os.pathsep.join(filter(None, [extra["PYTHONPATH"], env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    """Run ``yoloslim ARGS`` in a fresh process and return the CompletedProcess."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "yoloslim.cli", *args], capture_output=True, text=True,
+                          env=env or subprocess_env(), cwd=cwd)
