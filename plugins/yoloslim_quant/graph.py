@@ -24,6 +24,15 @@ def _initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
     return {t.name: t for t in model.graph.initializer}
 
 
+def consumers_of(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Map each tensor name to the nodes that read it."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    return consumers
+
+
 def is_dfl_conv(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> bool:
     """Whether ``node`` is the DFL's fixed 1x1 convolution (weights 0, 1, ..., reg_max - 1)."""
     if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
@@ -102,10 +111,7 @@ def rewrite_dfl(model: onnx.ModelProto) -> bool:
     """
     graph = model.graph
     inits = _initializers(model)
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = consumers_of(graph)
     producer = {o: n for n in graph.node for o in n.output}
     changed = False
     for conv in list(graph.node):

@@ -154,7 +154,9 @@ def quantize_checkpoint(checkpoint: str | Path, out: str | Path, opts: QuantOpti
     digest = hashlib.sha1(Path(fp32).read_bytes()).hexdigest()[:12]  # a cache never outlives the graph it measured
     cache = work / f"calib_{digest}_{opts.calib_method}_{opts.calib_split}_{len(calib)}.json"
     if opts.mode == "mixed":
-        from .sensitivity import layer_sensitivity, search_mixed, time_pair
+        from yoloslim.measure import time_onnx
+
+        from .sensitivity import layer_sensitivity, search_mixed
 
         scores = layer_sensitivity(fp32, calib, cache, cfg)
         result = search_mixed(fp32, calib, cache, cfg, _val_map(ctx.data, imgsz), scores, opts.budget,
@@ -162,7 +164,7 @@ def quantize_checkpoint(checkpoint: str | Path, out: str | Path, opts: QuantOpti
         cfg.keep = result.keep
         full = Path(result.steps[0]["path"])
         chosen = Path(result.steps[-1]["path"])
-        int8_ms, mixed_ms = time_pair([full, chosen], calib[:1])
+        int8_ms, mixed_ms = time_onnx([full, chosen], calib[:1])
         info["mixed"] = {**result.to_dict(), "budget_points": opts.budget,
                          "sensitivity": {k: round(v, 6) for k, v in scores.items()},
                          "latency_ms_int8": round(int8_ms, 2), "latency_ms_mixed": round(mixed_ms, 2),

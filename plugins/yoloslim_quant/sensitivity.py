@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,25 +189,3 @@ def search_mixed(fp32: str | Path, calib: np.ndarray, cache: str | Path, cfg: Qu
             result.met = True
             break
     return result
-
-
-def time_pair(paths: Sequence[Path], image: np.ndarray, runs: int = 20, threads: int = 2) -> list[float]:
-    """Median latency (ms) of each graph, timed interleaved on one image (for a latency-cost note)."""
-    import onnxruntime as ort
-
-    sessions = []
-    for p in paths:
-        o = ort.SessionOptions()
-        o.intra_op_num_threads = threads
-        o.log_severity_level = 3
-        sessions.append(ort.InferenceSession(str(p), o, providers=["CPUExecutionProvider"]))
-    feeds = [{s.get_inputs()[0].name: image} for s in sessions]
-    for s, f in zip(sessions, feeds):
-        s.run(None, f)
-    times: list[list[float]] = [[] for _ in sessions]
-    for _ in range(runs):
-        for i, (s, f) in enumerate(zip(sessions, feeds)):
-            t = time.perf_counter()
-            s.run(None, f)
-            times[i].append((time.perf_counter() - t) * 1000)
-    return [float(np.median(t)) for t in times]

@@ -23,6 +23,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .graph import consumers_of
+
 _Q = "QuantizeLinear"
 _DQ = "DequantizeLinear"
 _OPERATOR_FORMAT = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear",
@@ -56,10 +58,7 @@ def check_tensorrt_qdq(model: str | Path | onnx.ModelProto) -> list[str]:
         model = onnx.load(str(model))
     graph = model.graph
     consts = _constants(model)
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = consumers_of(graph)
     problems: list[str] = []
     qdq = 0
     for node in graph.node:
