@@ -274,7 +274,12 @@ def summarize(a: argparse.Namespace, rows: list[str], seeds: list[int]) -> None:
         r["time_ratio_with_val"] = (r["train_val_s_per_epoch"] / ref["train_val_s_per_epoch"]
                                     if ref and r["train_val_s_per_epoch"] and ref["train_val_s_per_epoch"] else None)
     missing = [f"{r}-s{s}" for r in rows for s in seeds if not (base / f"{r}-s{s}" / "result.json").is_file()]
-    meta = {"student": "yolov8n.yaml (random init)", "teacher": str(a.teacher), "teacher_sha256_16": _sha(
+    only_pruned = all(ROWS[r]["kind"] == "pruned" for r in rows)
+    student = (f"{a.student} channel-pruned (recipes/demo.yaml's prune stage)" if only_pruned
+               else "yolov8n.yaml (random init)" + ("" if not any(ROWS[r]["kind"] == "pruned" for r in rows)
+                                                     else f"; pruned rows: {a.student} channel-pruned"))
+    meta = {"student": student, "student_sha256_16": _sha(base / "student.pt") if (base / "student.pt").is_file()
+            else None, "teacher": str(a.teacher), "teacher_sha256_16": _sha(
         base / "teacher.pt") if (base / "teacher.pt").is_file() else None, "data": str(a.data), "seeds": seeds,
         "train_args": {k: v for k, v in train_args(a, seeds[0]).items() if k != "seed"}, "threads_per_job": a.threads,
         "parallel_jobs": a.parallel, "best_combination": BEST, "rows": rows}
@@ -283,8 +288,7 @@ def summarize(a: argparse.Namespace, rows: list[str], seeds: list[int]) -> None:
                "results": results, "timing_interleaved": timing, "missing": missing, "notes": a.note or []}
     atomic_write_json(RESULTS / f"{a.name}.json", payload)
 
-    lines = [f"# Benchmark: {a.name}", "", f"Written {payload['date']}. Student YOLOv8n from `yolov8n.yaml` "
-             f"(random init), teacher `{a.teacher}`; data `{a.data}` (fraction {a.fraction} of train), "
+    lines = [f"# Benchmark: {a.name}", "", f"Written {payload['date']}. Student: {student}, teacher `{a.teacher}`; data `{a.data}` (fraction {a.fraction} of train), "
              f"{a.epochs} epochs at {a.imgsz} px, seeds {seeds}, {a.threads} torch thread(s) per job, "
              f"up to {a.parallel} jobs side by side. Δ (mAP50-95 points) and time ratios are against the row's "
              "baseline: `no-distill`, or `pruned-ft` for the pruned rows.", "",

@@ -48,11 +48,17 @@ SETTINGS: dict[str, dict[str, Any]] = {
 def student_epochs(checkpoint: Path) -> int:
     """Epochs behind a checkpoint: its ``train_args.epochs``, plus those of the checkpoint it started from, if present.
 
-    The bundled student is trained in two runs (from scratch, then low-lr from the first run's best.pt); both count.
+    The bundled student is trained in several runs (from scratch, then low-lr runs each from the previous run's
+    best.pt); all count. ``weights/train_baselines.py`` records the chain in the checkpoint (``yoloslim_training``);
+    otherwise the chain is followed through ``train_args.model``. A run that was interrupted and resumed records its own ``last.pt`` as its model, so the
+    runs before it cannot be found: the count then stops there, with a warning (pass ``--trained-epochs``).
     """
     from yoloslim.model_io import load_checkpoint
 
-    total, runs = 0, set()  # one count per training run: a resumed run points at its own last.pt
+    recorded = (load_checkpoint(checkpoint)[1].get("yoloslim_training") or {}).get("epochs")
+    if recorded:  # written by weights/train_baselines.py
+        return int(recorded)
+    total, runs = 0, set()  # one count per training run
     path: Path | None = checkpoint
     while path is not None and path.is_file() and path.resolve().parent not in runs:
         runs.add(path.resolve().parent)
@@ -60,6 +66,9 @@ def student_epochs(checkpoint: Path) -> int:
         total += int(ta.get("epochs") or 0)
         parent = ta.get("model")
         path = Path(parent) if isinstance(parent, str) and parent.endswith(".pt") else None
+    if path is not None and path.is_file() and ta.get("resume"):
+        LOGGER.warning("%s: run %s was resumed, the runs before it are unknown; %d epochs is a lower bound "
+                       "(pass --trained-epochs)", checkpoint, path.resolve().parent.parent, total)
     return total
 
 

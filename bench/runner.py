@@ -7,6 +7,7 @@ Every benchmark under ``bench/`` measures its baseline and its candidates with t
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -45,8 +46,13 @@ def bundled_data(variant: str = "full") -> Path:
 
 
 def export_onnx(checkpoint: Path, imgsz: int, workdir: Path) -> Path:
-    """Export ``checkpoint`` to a static batch-1 ONNX at ``imgsz`` through the export plugins."""
-    out = workdir / f"{checkpoint.stem}_{imgsz}.onnx"
+    """Export ``checkpoint`` to a static batch-1 ONNX at ``imgsz`` through the export plugins.
+
+    An earlier export is reused only if it came from the same checkpoint bytes: the file name carries a hash of
+    the checkpoint (a retrained ``weights/*.pt`` keeps its name, and a stale export would be measured otherwise).
+    """
+    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:12]
+    out = workdir / f"{checkpoint.stem}_{digest}_{imgsz}.onnx"
     if not out.exists():
         SlimContext(imgsz=imgsz).export(checkpoint, "onnx", out, imgsz=imgsz)
     return out

@@ -124,12 +124,14 @@ def train_one(role: str, data: Path, args: argparse.Namespace) -> Path:
     final_suffix = (f"_ft{1 + len(args.polish_epochs)}" if args.polish_epochs else "_ft") if args.finetune_epochs else ""
     shared_until = project / f"{args.share_cpu_with}{final_suffix}" / "DONE" if args.share_cpu_with else None
     best = _train_stage(role, cfg, dict(data=str(data), epochs=args.epochs, lr0=args.lr0), args, shared_until)
+    stages = [{"run": role, "epochs": args.epochs, "lr0": args.lr0}]
     if args.finetune_epochs:
         # Stage 2: continue from stage 1's best at a low, annealed learning rate, without warmup.
         stage2 = dict(
             data=str(data), epochs=args.finetune_epochs, lr0=args.finetune_lr0, warmup_epochs=0.0
         )
         best = _train_stage(f"{role}_ft", str(best), stage2, args, shared_until)
+        stages.append({"run": f"{role}_ft", "epochs": args.finetune_epochs, "lr0": args.finetune_lr0})
         # Stages 3, 4, ...: further low-LR cosine cycles, each from the previous stage's best, until the last
         # epochs show the plateau.
         if len(args.polish_lr0) != len(args.polish_epochs):
@@ -137,11 +139,17 @@ def train_one(role: str, data: Path, args: argparse.Namespace) -> Path:
         for k, (epochs, lr0) in enumerate(zip(args.polish_epochs, args.polish_lr0), start=2):
             stage = dict(data=str(data), epochs=epochs, lr0=lr0, warmup_epochs=0.0)
             best = _train_stage(f"{role}_ft{k}", str(best), stage, args, shared_until)
+            stages.append({"run": f"{role}_ft{k}", "epochs": epochs, "lr0": lr0})
     dest = Path(args.weights_dir).resolve() / target
     tmp = dest.with_suffix(".pt.tmp")
-    shutil.copyfile(best, tmp)
+    # The checkpoint as Ultralytics wrote it, plus the chain of runs behind it: a resumed run records only its own
+    # last.pt as its model, so the chain cannot be recovered from train_args (bench/prune.py's budget reads it).
+    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    ckpt["yoloslim_training"] = {"stages": stages, "epochs": sum(st["epochs"] for st in stages)}
+    torch.save(ckpt, tmp)
     os.replace(tmp, dest)
-    LOGGER.info("%s: copied %s -> %s", role, best, dest)
+    LOGGER.info("%s: copied %s -> %s (%d epochs in %d runs)", role, best, dest, ckpt["yoloslim_training"]["epochs"],
+                len(stages))
     return dest
 
 
