@@ -1,8 +1,8 @@
 """Train the bundled baselines from scratch on the synthetic shapes dataset, on CPU, offline.
 
 A YOLOv8s teacher and a YOLOv8n student are built from their YAMLs (no pretrained weights) and
-trained with plain Ultralytics training; an optional second stage continues from stage 1's best.pt
-at a low learning rate. The final ``best.pt`` of each model (Ultralytics strips it to FP16) is copied
+trained with plain Ultralytics training; optional further stages (``--finetune-epochs``, then
+``--polish-epochs``) each continue from the previous stage's best.pt with a low-LR cosine cycle. The final ``best.pt`` of each model (Ultralytics strips it to FP16) is copied
 to ``weights/teacher_yolov8s.pt`` and ``weights/student_yolov8n.pt``.
 
 Usage (both in one process, one after the other)::
@@ -121,8 +121,10 @@ def train_one(role: str, data: Path, args: argparse.Namespace) -> Path:
     """Train one baseline (stage 1, then the optional fine-tune stage) and copy its best.pt into weights/."""
     cfg, target = MODELS[role]
     project = Path(args.project).resolve()
-    final_suffix = (f"_ft{1 + len(args.polish_epochs)}" if args.polish_epochs else "_ft") if args.finetune_epochs else ""
-    shared_until = project / f"{args.share_cpu_with}{final_suffix}" / "DONE" if args.share_cpu_with else None
+    # <role>.finished marks a model whose whole chain of runs is done (the other model may have more or fewer runs).
+    finished = project / f"{role}.finished"
+    finished.unlink(missing_ok=True)
+    shared_until = project / f"{args.share_cpu_with}.finished" if args.share_cpu_with else None
     best = _train_stage(role, cfg, dict(data=str(data), epochs=args.epochs, lr0=args.lr0), args, shared_until)
     stages = [{"run": role, "epochs": args.epochs, "lr0": args.lr0}]
     if args.finetune_epochs:
@@ -150,6 +152,8 @@ def train_one(role: str, data: Path, args: argparse.Namespace) -> Path:
     os.replace(tmp, dest)
     LOGGER.info("%s: copied %s -> %s (%d epochs in %d runs)", role, best, dest, ckpt["yoloslim_training"]["epochs"],
                 len(stages))
+    finished.parent.mkdir(parents=True, exist_ok=True)
+    finished.write_text(f"{dest}\n")
     return dest
 
 
