@@ -350,6 +350,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100, help="timed runs per model and size")
     ap.add_argument("--profile-runs", type=int, default=20)
     ap.add_argument("--qat-epochs", type=int, default=QAT_EPOCHS)
+    ap.add_argument("--qat-lr0", type=float, help="QAT learning rate (default: the plugin's)")
     ap.add_argument("--calib-images", type=int, default=CALIB_IMAGES)
     ap.add_argument("--rebuild", nargs="*", default=[],
                     choices=["ultralytics-int8", "ort-default", "ptq-cpu", "ptq-cpu-nodfl", "mixed", "qat"],
@@ -365,6 +366,8 @@ def main() -> None:
     a.map_imgsz = 64 if a.smoke else model_imgsz(a.student)
     a.latency_sizes = [64, 96] if a.smoke else [320, 640]
     a.qat_train = {"batch": 8} if a.smoke else {}
+    if a.qat_lr0 is not None:
+        a.qat_train["lr0"] = a.qat_lr0
     if a.smoke:
         a.qat_epochs, a.runs, a.profile_runs, a.calib_images = 1, 3, 2, 8
         a.name = a.name if a.name != "quant" else "quant-smoke"
