@@ -288,7 +288,8 @@ def summarize(a: argparse.Namespace, rows: list[str], seeds: list[int]) -> None:
                "results": results, "timing_interleaved": timing, "missing": missing, "notes": a.note or []}
     atomic_write_json(RESULTS / f"{a.name}.json", payload)
 
-    lines = [f"# Benchmark: {a.name}", "", f"Written {payload['date']}. Student: {student}, teacher `{a.teacher}`; data `{a.data}` (fraction {a.fraction} of train), "
+    lines = [f"# Benchmark: {a.name}", "", f"Written {payload['date']}. Student: {student}, teacher `{a.teacher}`; "
+             f"data `{a.data}` (fraction {a.fraction} of train), "
              f"{a.epochs} epochs at {a.imgsz} px, seeds {seeds}, {a.threads} torch thread(s) per job, "
              f"up to {a.parallel} jobs side by side. Δ (mAP50-95 points) and time ratios are against the row's "
              "baseline: `no-distill`, or `pruned-ft` for the pruned rows.", "",

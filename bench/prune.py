@@ -50,8 +50,9 @@ def student_epochs(checkpoint: Path) -> int:
 
     The bundled student is trained in several runs (from scratch, then low-lr runs each from the previous run's
     best.pt); all count. ``weights/train_baselines.py`` records the chain in the checkpoint (``yoloslim_training``);
-    otherwise the chain is followed through ``train_args.model``. A run that was interrupted and resumed records its own ``last.pt`` as its model, so the
-    runs before it cannot be found: the count then stops there, with a warning (pass ``--trained-epochs``).
+    otherwise the chain is followed through ``train_args.model``. A run that was interrupted and resumed records
+    its own ``last.pt`` as its model, so the runs before it cannot be found: the count then stops there, with a
+    warning (pass ``--trained-epochs``).
     """
     from yoloslim.model_io import load_checkpoint
 

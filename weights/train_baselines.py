@@ -2,8 +2,10 @@
 
 A YOLOv8s teacher and a YOLOv8n student are built from their YAMLs (no pretrained weights) and
 trained with plain Ultralytics training; optional further stages (``--finetune-epochs``, then
-``--polish-epochs``) each continue from the previous stage's best.pt with a low-LR cosine cycle. The final ``best.pt`` of each model (Ultralytics strips it to FP16) is copied
-to ``weights/teacher_yolov8s.pt`` and ``weights/student_yolov8n.pt``.
+``--polish-epochs``) each continue from the previous stage's best.pt with a low-LR cosine cycle. The
+final ``best.pt`` of each model (Ultralytics strips it to FP16) is copied to
+``weights/teacher_yolov8s.pt`` and ``weights/student_yolov8n.pt``, with the chain of runs recorded in
+it (``yoloslim_training``).
 
 Usage (both in one process, one after the other)::
 
@@ -21,7 +23,6 @@ import argparse
 import importlib.util
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -118,7 +119,7 @@ def _train_stage(name: str, init: str, overrides: dict, args: argparse.Namespace
 
 
 def train_one(role: str, data: Path, args: argparse.Namespace) -> Path:
-    """Train one baseline (stage 1, then the optional fine-tune stage) and copy its best.pt into weights/."""
+    """Train one baseline (stage 1, then the optional later stages) and copy its final best.pt into weights/."""
     cfg, target = MODELS[role]
     project = Path(args.project).resolve()
     # <role>.finished marks a model whose whole chain of runs is done (the other model may have more or fewer runs).
