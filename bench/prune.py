@@ -56,14 +56,15 @@ def student_epochs(checkpoint: Path) -> int:
     """
     from yoloslim.model_io import load_checkpoint
 
-    recorded = (load_checkpoint(checkpoint)[1].get("yoloslim_training") or {}).get("epochs")
-    if recorded:  # written by weights/train_baselines.py
-        return int(recorded)
     total, runs = 0, set()  # one count per training run
     path: Path | None = checkpoint
     while path is not None and path.is_file() and path.resolve().parent not in runs:
         runs.add(path.resolve().parent)
-        ta = load_checkpoint(path)[1].get("train_args") or {}
+        ckpt = load_checkpoint(path)[1]
+        recorded = (ckpt.get("yoloslim_training") or {}).get("epochs")
+        if recorded:  # the whole chain behind this file, written by weights/train_baselines.py
+            return total + int(recorded)
+        ta = ckpt.get("train_args") or {}
         total += int(ta.get("epochs") or 0)
         parent = ta.get("model")
         path = Path(parent) if isinstance(parent, str) and parent.endswith(".pt") else None

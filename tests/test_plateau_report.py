@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-from yoloslim_test_support import ROOT
+from yoloslim_test_support import ROOT, load_script
 
 HEADER = "epoch,time,train/box_loss,metrics/mAP50-95(B),lr/pg0\n"
 
 
 def _plateau():
-    spec = importlib.util.spec_from_file_location("plateau", ROOT / "weights" / "plateau.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "weights" / "plateau.py")
 
 
 def _run(project: Path, name: str, maps: list[float], done: bool = True) -> None:

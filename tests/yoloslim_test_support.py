@@ -17,13 +17,18 @@ STUDENT = ROOT / "weights" / "student_yolov8n.pt"
 TEACHER = ROOT / "weights" / "teacher_yolov8s.pt"
 
 
-def load_generator():
-    """Import datasets/synth_shapes.py (``datasets/`` is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("synth_shapes", ROOT / "datasets" / "synth_shapes.py")
+def load_script(path: Path):
+    """Import a script of a folder that is not a package (``datasets/``, ``weights/``) as a module of its stem."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("synth_shapes", module)
+    sys.modules.setdefault(path.stem, module)
     spec.loader.exec_module(module)
     return module
+
+
+def load_generator():
+    """Import datasets/synth_shapes.py."""
+    return load_script(ROOT / "datasets" / "synth_shapes.py")
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

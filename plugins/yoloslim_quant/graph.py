@@ -52,7 +52,10 @@ def quantizable_layers(model: onnx.ModelProto) -> list[str]:
             and not is_dfl_conv(n, inits)]
 
 
-def stem_layers(model: onnx.ModelProto, max_channels: int = 4) -> list[str]:
+STEM_MAX_CHANNELS = 4  # a convolution reading at most this many channels is the image stem (ONNX and QAT side)
+
+
+def stem_layers(model: onnx.ModelProto, max_channels: int = STEM_MAX_CHANNELS) -> list[str]:
     """Quantizable convolutions that read at most ``max_channels`` input channels (the image stem), not grouped.
 
     With K = 3 x 3 x 3 = 27 an INT8 GEMM does not pay: measured on YOLOv8n at 640 px, the stem's ``QLinearConv`` took

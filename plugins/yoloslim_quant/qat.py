@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .graph import STEM_MAX_CHANNELS
+
 QMIN, QMAX = 0, 255  # uint8 activations
 WMAX = 127  # symmetric int8 weights (-127..127)
 
@@ -105,7 +107,8 @@ def _is_dfl(name: str) -> bool:
 def insert(model: nn.Module, learn_ranges: bool = False, skip_stem: bool = False) -> nn.Module:
     """Fold BatchNorm and wrap every quantizable convolution of ``model`` in place; returns ``model``.
 
-    ``skip_stem`` leaves the image stem (<= 4 input channels) float, as the ``cpu`` target exports it.
+    ``skip_stem`` leaves the image stem float, as the ``cpu`` target exports it (the same rule as
+    :func:`yoloslim_quant.graph.stem_layers`).
 
     Returns:
         The model, fused, with :class:`FakeQuantConv` wrappers (observing until :func:`calibrate`).
@@ -114,7 +117,7 @@ def insert(model: nn.Module, learn_ranges: bool = False, skip_stem: bool = False
         model.fuse(verbose=False)
     targets = [(name, m) for name, m in model.named_modules()
                if isinstance(m, nn.Conv2d) and not isinstance(m, FakeQuantConv) and not _is_dfl(name)
-               and not (skip_stem and m.groups == 1 and m.in_channels <= 4)]
+               and not (skip_stem and m.groups == 1 and m.in_channels <= STEM_MAX_CHANNELS)]
     for name, conv in targets:
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
