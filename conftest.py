@@ -30,16 +30,40 @@ def tiny_data(tmp_path_factory) -> Path:
     return load_generator().generate(tmp_path_factory.mktemp("tiny"), variant="tiny", seed=0)
 
 
+def _train_tiny(tmp_path_factory, data: Path, yaml_name: str) -> Path:
+    """A model built from an Ultralytics YAML, trained one epoch on the tiny data at 64 px, as Ultralytics saves it."""
+    from ultralytics import YOLO
+
+    out = tmp_path_factory.mktemp(f"tiny-train-{Path(yaml_name).stem}")
+    model = YOLO(yaml_name)
+    model.train(data=str(data), epochs=1, imgsz=64, batch=8, device="cpu", workers=0, plots=False,
+                project=str(out), name="t", exist_ok=True, val=False, verbose=False, seed=0, amp=False)
+    return out / "t" / "weights" / "last.pt"
+
+
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory, tiny_data) -> Path:
     """A yolov8n trained for one epoch on the tiny data at 64 px, as Ultralytics saves it."""
-    from ultralytics import YOLO
+    return _train_tiny(tmp_path_factory, tiny_data, "yolov8n.yaml")
 
-    out = tmp_path_factory.mktemp("tiny-train")
-    model = YOLO("yolov8n.yaml")
-    model.train(data=str(tiny_data), epochs=1, imgsz=64, batch=8, device="cpu", workers=0, plots=False,
-                project=str(out), name="t", exist_ok=True, val=False, verbose=False, seed=0, amp=False)
-    return out / "t" / "weights" / "last.pt"
+
+@pytest.fixture(scope="session")
+def tiny_ckpt_yolo11(tmp_path_factory, tiny_data) -> Path:
+    """A YOLO11n (C3k2, C2PSA attention) trained one epoch on the tiny data at 64 px."""
+    return _train_tiny(tmp_path_factory, tiny_data, "yolo11n.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt_yolo26(tmp_path_factory, tiny_data) -> Path:
+    """A YOLO26n (NMS-free one-to-one head, reg_max 1, one-to-many training branch) trained one epoch at 64 px."""
+    return _train_tiny(tmp_path_factory, tiny_data, "yolo26n.yaml")
+
+
+@pytest.fixture(scope="session", params=["yolov8n", "yolo11n", "yolo26n"])
+def tiny_ckpt_any(request) -> Path:
+    """Each generation's tiny checkpoint in turn (YOLOv8, YOLO11, YOLO26)."""
+    name = {"yolov8n": "tiny_ckpt", "yolo11n": "tiny_ckpt_yolo11", "yolo26n": "tiny_ckpt_yolo26"}[request.param]
+    return request.getfixturevalue(name)
 
 
 @pytest.fixture(scope="session")

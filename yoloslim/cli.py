@@ -124,6 +124,7 @@ def _add_stage_commands(sub: Any) -> None:
         p.set_defaults(stage_type=st.name)
 
 
+EXIT_TARGET_MISSED = 3  # the run finished and wrote its outputs, but a target it was given (e.g. a budget) was missed
 _BUILTIN_COMMANDS = {"compress", "measure", "bench", "export", "plugins"}
 
 
@@ -149,7 +150,14 @@ def _cmd_stage(a: argparse.Namespace) -> int:
     out = atomic_copy(r.artifacts[-1][1], a.out)
     print(r.report_md.read_text(encoding="utf-8"))
     print(f"{a.stage_type}: {out}  (report: {r.report_md})")
-    return 0
+    return _missed(r.missed)
+
+
+def _missed(lines: list[str]) -> int:
+    """Print every missed target as one line on stderr; the exit status: 3 when a target was missed, else 0."""
+    for line in lines:
+        print(f"yoloslim: target missed: {line}", file=sys.stderr)
+    return EXIT_TARGET_MISSED if lines else 0
 
 
 def _cmd_compress(a: argparse.Namespace) -> int:
@@ -159,7 +167,7 @@ def _cmd_compress(a: argparse.Namespace) -> int:
                  threads=a.threads, runs=a.runs)
     print(r.report_md.read_text(encoding="utf-8"))
     print(f"report: {r.report_md}  {r.report_json}")
-    return 0
+    return _missed(r.missed)
 
 
 def _cmd_measure(a: argparse.Namespace) -> int:

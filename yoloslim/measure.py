@@ -84,6 +84,9 @@ class Measurement:
         threads: CPU threads the runtime was given.
         runs: Timed forward passes behind the latency figures (0 when latency was not measured).
         device: Where the latency was measured.
+        agreement: Agreement with the reference model (:class:`yoloslim.agreement.Agreement` as a dict, plus
+            ``reference`` and ``split``), or None when no reference was given. Not accuracy: see
+            :mod:`yoloslim.agreement`.
         extra: Further columns, e.g. added by plugins through ``yoloslim_report_columns``.
     """
 
@@ -103,6 +106,7 @@ class Measurement:
     threads: int = 1
     runs: int = 0
     device: str = "cpu"
+    agreement: dict[str, Any] | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -483,6 +487,8 @@ def measure(
     latency: bool = True,
     runtime_opener: RuntimeOpener | None = None,
     names: Sequence[str] | None = None,
+    reference: str | Path | None = None,
+    agreement_images: int | None = None,
 ) -> list[Measurement]:
     """Measure model files the same way: size, params, GFLOPs, mAP and interleaved batch-1 latency.
 
@@ -501,6 +507,9 @@ def measure(
         runtime_opener: ``opener(path, threads) -> runner | None``, tried first for every file; None from it
             (or no opener) falls back to the built-in torch / ONNX Runtime runners.
         names: Display names, one per path; defaults to the file names.
+        reference: The FP32 original (any format); when given, every row gets its agreement with it on the
+            split's images (:mod:`yoloslim.agreement`), the measure of quality on images without labels.
+        agreement_images: Most images of the split scored for agreement (spread evenly), None for all.
 
     Returns:
         One :class:`Measurement` per path, in order.
@@ -515,6 +524,10 @@ def measure(
         raise ValueError(f"measure: got {len(names)} names for {len(paths)} paths")
     if accuracy and data is None:
         raise DataError("measure: accuracy needs a dataset YAML; pass data=... or accuracy=False")
+    if reference is not None and data is None:
+        raise DataError("measure: agreement needs images; pass data=... (a dataset YAML, labels not needed)")
+    if reference is not None and not Path(reference).is_file():
+        raise ModelError(f"{reference}: reference model not found; pass the FP32 original's .pt or .onnx file")
     for path in paths:
         if not path.is_file():
             raise ModelError(f"{path}: model file not found; pass the path to an existing .pt or .onnx file")
@@ -562,6 +575,10 @@ def measure(
             m.split = split
             LOGGER.info("%s: mAP50 %.4f, mAP50-95 %.4f", m.path, m.map50, m.map50_95)
 
+    if reference is not None:
+        _add_agreement(results, torch_models, Path(reference), dataset, split, imgsz, threads, runtime_opener,
+                       agreement_images)
+
     if latency and runs > 0:
         image = None
         if dataset is not None:
@@ -593,6 +610,56 @@ def measure(
     return results
 
 
+def model_nc(path: Path, torch_model: torch.nn.Module | None = None) -> int | None:
+    """Number of classes of a model file: the torch model's names, or an ONNX file's Ultralytics metadata."""
+    import ast
+
+    if torch_model is not None and getattr(torch_model, "names", None) is not None:
+        return len(torch_model.names)
+    if path.suffix.lower() == ".onnx":
+        import onnx
+
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        if "names" in meta:
+            return len(ast.literal_eval(meta["names"]))
+    return None
+
+
+def _add_agreement(results: list[Measurement], torch_models: dict[int, torch.nn.Module], reference: Path,
+                   dataset: dict[str, Any] | None, split: str, imgsz: int, threads: int,
+                   opener: RuntimeOpener | None, count: int | None) -> None:
+    """Fill ``agreement`` of every row: each model against ``reference`` on the split's images."""
+    from yoloslim.agreement import measure_agreement
+
+    images = split_images(dataset or {}, split)
+    if not images:
+        raise DataError(f"no images in the '{split}' split to measure agreement on; pass another split")
+    if count is not None and count < len(images):
+        images = [images[int(i * len(images) / count)] for i in range(count)]
+    ref_model = None
+    if model_format(reference) == "pt":
+        ref_model = load_checkpoint(reference)[0]
+        ref_model = (ref_model.fuse(verbose=False) if hasattr(ref_model, "fuse") else ref_model).eval()
+    nc = model_nc(reference, ref_model)
+    if nc is None:
+        raise ModelError(f"{reference}: cannot tell its classes (no names in its metadata); pass the .pt or the "
+                         "ONNX file Ultralytics exported")
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ref_runner = _open_runner(reference, model_format(reference), threads, ref_model, opener)
+        runners = [_open_runner(Path(m.path), m.format, threads, torch_models.get(i), opener)
+                   for i, m in enumerate(results)]
+        LOGGER.info("agreement with %s on %d '%s' images", reference, len(images), split)
+        batches = (latency_image(imgsz, p) for p in images)
+        scores = measure_agreement(ref_runner, runners, list(batches), nc)
+    finally:
+        torch.set_num_threads(previous_threads)
+    for m, a in zip(results, scores):
+        m.agreement = {**a.to_dict(), "reference": str(reference), "split": split}
+        LOGGER.info("%s: agreement mAP50-95 %.4f, F1@0.5 %.4f", m.path, a.map50_95, a.f1)
+
+
 # --------------------------------------------------------------------------------------------- output
 
 
@@ -607,26 +674,24 @@ def format_table(measurements: Sequence[Measurement]) -> str:
         measurements: Rows from :func:`measure`.
 
     Returns:
-        The table text (header, separator, rows), ``-`` where a value was not measured.
+        The table text (header, separator, rows), ``-`` where a value was not measured. Agreement columns appear
+        when a row has agreement; the mAP columns are left out when no row has accuracy (unlabelled images).
     """
-    header = [
-        "name", "format", "params (M)", "GFLOPs", "size MB", "mAP50", "mAP50-95", "p50 ms", "p90 ms", "FPS", "threads"
-    ]  # fmt: skip
+    agree = any(m.agreement for m in measurements)
+    accuracy = any(m.map50_95 is not None for m in measurements) or not agree
+    header = ["name", "format", "params (M)", "GFLOPs", "size MB"]
+    header += ["mAP50", "mAP50-95"] if accuracy else []
+    header += ["agreement mAP50-95", "agreement F1@0.5"] if agree else []
+    header += ["p50 ms", "p90 ms", "FPS", "threads"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for m in measurements:
-        cells = [
-            m.name,
-            m.format,
-            _cell(None if m.params is None else m.params / 1e6, 3),
-            _cell(m.gflops, 2),
-            _cell(m.size_mb, 2),
-            _cell(m.map50, 4),
-            _cell(m.map50_95, 4),
-            _cell(m.latency_p50_ms, 2),
-            _cell(m.latency_p90_ms, 2),
-            _cell(m.throughput_fps, 1),
-            str(m.threads),
-        ]
+        cells = [m.name, m.format, _cell(None if m.params is None else m.params / 1e6, 3), _cell(m.gflops, 2),
+                 _cell(m.size_mb, 2)]
+        cells += [_cell(m.map50, 4), _cell(m.map50_95, 4)] if accuracy else []
+        if agree:
+            a = m.agreement or {}
+            cells += [_cell(a.get("map50_95"), 4), _cell(a.get("f1"), 4)]
+        cells += [_cell(m.latency_p50_ms, 2), _cell(m.latency_p90_ms, 2), _cell(m.throughput_fps, 1), str(m.threads)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

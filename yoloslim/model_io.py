@@ -140,6 +140,18 @@ def split_images(data: dict[str, Any], split: str) -> list[Path]:
     return sorted(images)
 
 
+def has_labels(data: dict[str, Any], split: str) -> bool:
+    """Whether any image of a checked dataset's split has a label file where Ultralytics looks for it.
+
+    A split without a single label file is unlabelled (e.g. real footage): its quality measure is agreement with the
+    original (:mod:`yoloslim.agreement`), not mAP.
+    """
+    from ultralytics.data.utils import img2label_paths
+
+    images = split_images(data, split)
+    return any(Path(p).is_file() for p in img2label_paths([str(i) for i in images]))
+
+
 def check_dataset(data: str | Path) -> dict[str, Any]:
     """Validate a YOLO-format dataset YAML through Ultralytics' ``check_det_dataset``, offline.
 

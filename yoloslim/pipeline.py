@@ -11,7 +11,7 @@ from yoloslim.checkpoint import atomic_copy, save_checkpoint
 from yoloslim.context import SlimContext
 from yoloslim.errors import DataError, PluginError
 from yoloslim.measure import Measurement, measure
-from yoloslim.model_io import check_dataset, load_checkpoint
+from yoloslim.model_io import check_dataset, has_labels, load_checkpoint
 from yoloslim.plugins import PluginManager, get_plugin_manager
 from yoloslim.recipe import Recipe, Stage, load_recipe
 from yoloslim.report import write_report
@@ -29,6 +29,8 @@ class CompressResult:
         measurements: One Measurement per artifact, same order.
         report_md: Path of ``report.md``.
         report_json: Path of ``report.json``.
+        missed: One line per target a stage set and missed (e.g. a mixed-precision budget); the artifact was still
+            written. The CLI prints them and exits with status 3.
     """
 
     run_dir: Path
@@ -36,6 +38,7 @@ class CompressResult:
     measurements: list[Measurement] = field(default_factory=list)
     report_md: Path | None = None
     report_json: Path | None = None
+    missed: list[str] = field(default_factory=list)
 
 
 def default_imgsz(ckpt: dict[str, Any], fallback: int = 640) -> int:
@@ -221,18 +224,48 @@ def compress(
             current = path
     ctx.stage, ctx.stage_dir = None, None
 
+    rows = [artifacts[0], *baselines(model, [p for _, p in artifacts[1:]], ctx), *artifacts[1:]]
+    labelled = has_labels(data_dict, split)
+    reference = next((p for n, p in rows if n == "original (onnx fp32)"), model)
     opener = runtime_opener(pm)
-    results = measure([p for _, p in artifacts], data, imgsz=imgsz, split=split, threads=threads, runs=runs,
-                      runtime_opener=opener, names=[n for n, _ in artifacts])
+    results = measure([p for _, p in rows], data, imgsz=imgsz, split=split, threads=threads, runs=runs,
+                      runtime_opener=opener, names=[n for n, _ in rows], accuracy=labelled,
+                      reference=None if labelled else reference)
     for m in results:
         for cols in pm.call("yoloslim_report_columns", measurement=m, ctx=ctx):
             m.extra.update(cols or {})
+    missed = list(ctx.state.get("missed") or [])
     md, js = write_report(run_dir, results, meta={
         "model": str(model), "data": str(data), "recipe": rec.name,
         "recipe_path": str(rec.path) if rec.path else None, "imgsz": imgsz, "split": split,
-        "stages": [s.to_dict() for s in rec.stages],
+        "quality": "mAP (labels)" if labelled else f"agreement with the FP32 original ({Path(reference).name})",
+        "stages": [s.to_dict() for s in rec.stages], "missed": missed,
     })
-    return CompressResult(run_dir, artifacts, results, md, js)
+    return CompressResult(run_dir, artifacts, results, md, js, missed)
+
+
+def baselines(model: Path, artifacts: list[Path], ctx: SlimContext) -> list[tuple[str, Path]]:
+    """The original in every deployment format among ``artifacts`` (FP32), so each speed-up compares like with like.
+
+    A ``.pt`` against its INT8 ``.onnx`` measures the format change as much as the compression: for every artifact
+    format other than the original's, the original is exported to it (default, FP32 options) into
+    ``<run dir>/00_original/``. A format the export plugins cannot produce here is left without a baseline (logged).
+    """
+    from yoloslim.errors import YoloslimError
+    from yoloslim.model_io import model_format
+
+    rows = []
+    for fmt in dict.fromkeys(model_format(p) for p in artifacts):
+        if fmt == model_format(model):
+            continue
+        out = Path(ctx.run_dir) / "00_original" / f"original.{fmt}"
+        try:
+            path = out if out.is_file() else ctx.export(model, fmt, out, imgsz=ctx.imgsz)
+        except YoloslimError as e:
+            LOGGER.warning("no %s baseline of the original (%s); %s rows are compared with the .pt", fmt, e, fmt)
+            continue
+        rows.append((f"original ({fmt} fp32)", Path(path)))
+    return rows
 
 
 def runtime_opener(pm: PluginManager) -> Any:

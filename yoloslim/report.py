@@ -42,13 +42,26 @@ def _delta(a: float | None, b: float | None) -> str:
     return f"{(a - b) * 100:+.1f}" if a is not None and b is not None else "-"
 
 
-def pareto_front(measurements: Sequence[Measurement]) -> list[int]:
-    """Indices of the rows no other row beats on both latency (p50, lower) and mAP50-95 (higher), fastest first.
+def quality(m: Measurement) -> float | None:
+    """A row's quality: mAP50-95 when measured against labels, else its agreement mAP50-95 with the original."""
+    if m.map50_95 is not None:
+        return m.map50_95
+    return (m.agreement or {}).get("map50_95")
 
-    Rows without a latency or an mAP are left out.
+
+def quality_label(measurements: Sequence[Measurement]) -> str:
+    """What :func:`quality` is for these rows: ``mAP50-95`` or ``agreement mAP50-95``."""
+    return "mAP50-95" if any(m.map50_95 is not None for m in measurements) else "agreement mAP50-95"
+
+
+def pareto_front(measurements: Sequence[Measurement]) -> list[int]:
+    """Indices of the rows no other row beats on both latency (p50, lower) and quality (higher), fastest first.
+
+    Quality is mAP50-95, or agreement mAP50-95 on unlabelled images (:func:`quality`). Rows without a latency or a
+    quality are left out.
     """
-    rows = [(m.latency_p50_ms, m.map50_95, i) for i, m in enumerate(measurements)
-            if m.latency_p50_ms is not None and m.map50_95 is not None]
+    rows = [(m.latency_p50_ms, quality(m), i) for i, m in enumerate(measurements)
+            if m.latency_p50_ms is not None and quality(m) is not None]
     front: list[int] = []
     best = float("-inf")
     for _, acc, i in sorted(rows, key=lambda r: (r[0], -r[1])):
@@ -73,21 +86,21 @@ def plot_pareto(measurements: Sequence[Measurement], path: str | Path, title: st
     fig = Figure(figsize=(6.4, 4.2), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    points = [(i, m) for i, m in enumerate(measurements) if m.latency_p50_ms is not None and m.map50_95 is not None]
+    points = [(i, m) for i, m in enumerate(measurements) if m.latency_p50_ms is not None and quality(m) is not None]
     others = [m for i, m in points if i not in front]
     if others:
-        ax.scatter([m.latency_p50_ms for m in others], [m.map50_95 for m in others], color="0.55",
+        ax.scatter([m.latency_p50_ms for m in others], [quality(m) for m in others], color="0.55",
                    label="dominated", zorder=2)
     fx = [measurements[i].latency_p50_ms for i in front]
-    fy = [measurements[i].map50_95 for i in front]
+    fy = [quality(measurements[i]) for i in front]
     ax.step(fx, fy, where="post", color="tab:red", linewidth=1.2, zorder=1)
     ax.scatter(fx, fy, color="tab:red", label="Pareto front", zorder=3)
     for _, m in points:
-        ax.annotate(f"{m.name} ({m.format})", (m.latency_p50_ms, m.map50_95), textcoords="offset points",
+        ax.annotate(f"{m.name} ({m.format})", (m.latency_p50_ms, quality(m)), textcoords="offset points",
                     xytext=(4, 4), fontsize=7)
     base = measurements[0]
     ax.set_xlabel(f"latency p50 (ms, batch 1, {base.threads} threads, {base.device})")
-    ax.set_ylabel(f"mAP50-95 ({base.split or 'val'})")
+    ax.set_ylabel(f"{quality_label(measurements)} ({base.split or (base.agreement or {}).get('split') or 'val'})")
     ax.set_title(title or "accuracy vs latency")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
@@ -109,22 +122,36 @@ def _pareto_section(measurements: Sequence[Measurement], plot: str | None) -> li
     return lines
 
 
+def like_for_like(measurements: Sequence[Measurement], m: Measurement) -> Measurement:
+    """The row ``m`` is compared with: the first row of its format (the original, or the original exported to that
+    format by the pipeline), else the first row."""
+    return next((r for r in measurements if r.format == m.format), measurements[0])
+
+
 def render_markdown(measurements: Sequence[Measurement], meta: dict[str, Any], plot: str | None = None) -> str:
     """Render the report: settings, the measurement table, deltas against the first row, the Pareto front and plot
     (``plot``: the image's path relative to the report), extra columns."""
     base = measurements[0]
     lines = [f"# yoloslim report: {meta.get('recipe', '')}", ""]
-    lines += [f"- model: `{meta.get('model')}`", f"- data: `{meta.get('data')}` (mAP on split `{meta.get('split')}`)",
+    lines += [f"- model: `{meta.get('model')}`",
+              f"- data: `{meta.get('data')}` ({meta.get('quality') or 'mAP'} on split `{meta.get('split')}`)",
               f"- image size: {meta.get('imgsz')}; latency: batch 1, {base.threads} CPU threads, "
               f"{base.runs} timed runs after warm-up, interleaved across rows", ""]
     lines += ["## Measurements", "", format_table(measurements), ""]
-    lines += ["## Against the original", "",
-              "| name | params | GFLOPs | size | latency p50 | mAP50-95 (points) |",
-              "|---|---|---|---|---|---|"]
+    lines += ["## Against the original, like for like", "",
+              "Each row is compared with the original in its own format (FP32): a `.pt` with the `.pt`, an ONNX "
+              "file with the original exported to FP32 ONNX and timed in the same runtime, so a ratio measures the "
+              "compression, not a change of format.", "",
+              f"| name | against | params | GFLOPs | size | latency p50 | speed-up | {quality_label(measurements)} "
+              "(points) |", "|---|---|---|---|---|---|---|---|"]
     for m in measurements:
-        lines.append(f"| {m.name} | {_ratio(m.params, base.params)} | {_ratio(m.gflops, base.gflops)} | "
-                     f"{_ratio(m.size_mb, base.size_mb)} | {_ratio(m.latency_p50_ms, base.latency_p50_ms)} | "
-                     f"{_delta(m.map50_95, base.map50_95)} |")
+        ref = like_for_like(measurements, m)
+        speed = _ratio(ref.latency_p50_ms, m.latency_p50_ms)
+        lines.append(f"| {m.name} | {ref.name} | {_ratio(m.params, ref.params)} | {_ratio(m.gflops, ref.gflops)} | "
+                     f"{_ratio(m.size_mb, ref.size_mb)} | {_ratio(m.latency_p50_ms, ref.latency_p50_ms)} | {speed} | "
+                     f"{_delta(quality(m), quality(ref))} |")
+    if meta.get("missed"):
+        lines += ["", "## Targets missed", ""] + [f"- {line}" for line in meta["missed"]]
     lines += [""] + _pareto_section(measurements, plot)
     extra_keys = sorted({k for m in measurements for k in m.extra})
     if extra_keys:

@@ -9,6 +9,9 @@
 Esc ends the run; ``--headless`` shows nothing and writes ``annotated.mp4`` and ``detections.jsonl`` (one JSON
 object per frame) into ``--out``, which a window run also does when ``--out`` is given. The run ends cleanly at
 the end of the stream; a source that cannot be opened ends it at once with one line and exit status 2.
+
+Either output layout runs: the usual ``(batch, 4 + classes, anchors)`` with NMS after the model, and YOLO26's
+NMS-free end-to-end ``(batch, k, 6)`` (an export with ``nms=False``; for a ``.pt`` checkpoint, ``--end2end``).
 """
 
 from __future__ import annotations
@@ -120,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     from yoloslim_deploy import Detector
 
     source = Source(args.source)  # a bad source fails before the model loads
-    detector = Detector(args.model, device=args.device, conf=args.conf, iou=args.iou)
+    detector = Detector(args.model, device=args.device, conf=args.conf, iou=args.iou,
+                        end2end=True if args.end2end else None)
     out_dir = Path(args.out) if args.out else (Path("runs/camera") if args.headless else None)
     writer = None
     jsonl = None
@@ -183,7 +187,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", help="output folder (default runs/camera when --headless)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
-    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
+    p.add_argument("--iou", type=float, default=0.7,
+                   help="NMS IoU threshold (default 0.7; an NMS-free end-to-end model needs none)")
+    p.add_argument("--end2end", action="store_true",
+                   help="for a .pt YOLO26 checkpoint, run its NMS-free one-to-one head (an export has its own layout)")
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (default: the whole stream)")
     return p.parse_args(argv)
 

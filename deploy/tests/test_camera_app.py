@@ -12,7 +12,7 @@ import pytest
 
 from yoloslim.context import SlimContext
 
-from deploy_helpers import DETECT_IMGSZ
+from deploy_helpers import DETECT_IMGSZ, GEN_IMGSZ
 from yoloslim_test_support import subprocess_env
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "camera.py"
@@ -55,6 +55,20 @@ def test_headless_run_writes_every_frame_and_one_json_line_per_frame(model, vide
     first = next(d["detections"][0] for d in lines if d["detections"])
     assert set(first) == {"xyxy", "conf", "cls", "label"} and len(first["xyxy"]) == 4
     assert sorted(p.name for p in out.iterdir()) == ["annotated.mp4", "detections.jsonl"]
+
+
+def test_headless_run_with_an_nms_free_end_to_end_onnx_writes_detections(detect_ckpt_yolo26, video, tmp_path):
+    model = SlimContext(imgsz=GEN_IMGSZ).export(detect_ckpt_yolo26, "onnx", tmp_path / "e2e.onnx", nms=False,
+                                                parity=False)
+    out = tmp_path / "out"
+    r = camera("--model", str(model), "--source", str(video), "--headless", "--out", str(out), "--max-frames", "4",
+               "--conf", "0.1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+    assert [d["frame"] for d in lines] == [0, 1, 2, 3]
+    found = [det for d in lines for det in d["detections"]]
+    assert found and all(det["conf"] > 0.1 and 0 <= det["xyxy"][0] <= det["xyxy"][2] <= 128 for det in found)
+    assert (out / "annotated.mp4").stat().st_size > 0
 
 
 def test_image_folder_source_runs_to_the_end(model, detect_images, tmp_path):

@@ -12,7 +12,7 @@ from yoloslim.context import SlimContext
 from yoloslim.errors import DataError, ModelError
 from yoloslim_deploy import Detections, Detector
 
-from deploy_helpers import DETECT_IMGSZ
+from deploy_helpers import DETECT_IMGSZ, assert_same_detections
 
 
 @pytest.fixture(scope="module")
@@ -21,32 +21,11 @@ def onnx_file(detect_ckpt, tiny_data, tmp_path_factory) -> Path:
     return SlimContext(imgsz=DETECT_IMGSZ, data=str(tiny_data)).export(detect_ckpt, "onnx", out)
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of two sets of xyxy boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(2)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
-
-
 def test_pt_and_onnx_give_matching_boxes_and_classes_on_generated_images(detect_ckpt, onnx_file, detect_images):
     images = [cv2.imread(str(p)) for p in detect_images]
     pt, ox = Detector(detect_ckpt)(images), Detector(onnx_file)(images)
-    total = 0
-    for a, b in zip(pt, ox):
-        # Every detection of the checkpoint has an ONNX twin: same class, IoU >= 0.95, confidence within 1e-3.
-        # Boxes clipped to the image can coincide, so the twin is the closest in confidence among the candidates.
-        assert len(a) == len(b)
-        if not len(a):
-            continue
-        candidate = (box_iou(a.xyxy, b.xyxy) >= 0.95) & (a.cls[:, None] == b.cls[None, :])
-        gap = np.where(candidate, np.abs(a.conf[:, None] - b.conf[None, :]), np.inf)
-        twin = gap.argmin(1)
-        assert (gap.min(1) <= 1e-3).all()
-        assert len(set(twin.tolist())) == len(a)  # one-to-one
-        total += len(a)
-    assert total > 50
+    # Every detection of the checkpoint has an ONNX twin: same class, IoU >= 0.95, confidence within 1e-3.
+    assert sum(assert_same_detections(a, b) for a, b in zip(pt, ox)) > 50
 
 
 def test_detections_are_in_original_image_pixels(onnx_file, detect_images):

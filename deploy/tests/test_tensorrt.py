@@ -43,6 +43,23 @@ def test_engine_options_are_checked_before_tensorrt_is_needed(detect_ckpt, tmp_p
         SlimContext(imgsz=DETECT_IMGSZ).export(detect_ckpt, "engine", tmp_path / "m.engine", fp8=True)
 
 
+def test_engine_nms_option_is_checked_before_tensorrt_is_needed(detect_ckpt, tmp_path):
+    ctx = SlimContext(imgsz=DETECT_IMGSZ)
+    with pytest.raises(ExportError, match=r"TensorRT export option nms=True embeds NMS in the graph") as e:
+        ctx.export(detect_ckpt, "engine", tmp_path / "m.engine", nms=True)
+    assert "\n" not in str(e.value)
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"")
+    with pytest.raises(ExportError, match=r"'.*m\.onnx' is already exported with its own layout"):
+        ctx.export(onnx_file, "engine", tmp_path / "m.engine", nms=False)
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed; the missing-TensorRT message cannot be checked")
+def test_engine_nms_false_is_accepted_and_only_tensorrt_is_missing(detect_ckpt, tmp_path):
+    with pytest.raises(ExportError, match=r"needs the 'tensorrt' package"):
+        SlimContext(imgsz=DETECT_IMGSZ).export(detect_ckpt, "engine", tmp_path / "m.engine", nms=False)
+
+
 def test_qdq_graphs_are_recognised_as_explicitly_quantized(tmp_path):
     from yoloslim_deploy.tensorrt_adapter import has_qdq
 

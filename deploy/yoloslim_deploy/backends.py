@@ -2,8 +2,13 @@
 
 A backend is what :class:`yoloslim_deploy.Detector` runs and what ``yoloslim_open_runtime`` hands the
 measurement harness: ``backend(x)`` takes a letterboxed RGB batch in ``[0, 1]`` and returns the model's first
-raw output, ``(batch, 4 + classes, anchors)`` as float32 numpy. ``backend.meta`` says what the model needs
-(class names, input size, fixed batch), ``backend.device`` where it runs.
+raw output as float32 numpy, in either layout :mod:`yoloslim.detections` decodes: ``(batch, 4 + classes, anchors)``
+(NMS after the model), or ``(batch, k, 6)`` (YOLO26's NMS-free end-to-end head). ``backend.meta`` says what the
+model needs (class names, input size, fixed batch, the layout when known), ``backend.device`` where it runs.
+
+An exported file's layout was fixed by its export (``nms=False`` selects the end-to-end head); a ``.pt``
+checkpoint runs the head ``end2end`` selects, by default the one-to-many head with NMS after it, as Ultralytics'
+default export does.
 """
 
 from __future__ import annotations
@@ -32,14 +37,21 @@ def cuda_index(device: str) -> int:
 
 
 class TorchBackend:
-    """A ``.pt`` checkpoint in PyTorch: fused, eval, FP16 on a GPU and FP32 on the CPU."""
+    """A ``.pt`` checkpoint in PyTorch: fused, eval, FP16 on a GPU and FP32 on the CPU.
 
-    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None):
+    ``end2end=True`` runs a YOLO26 head's NMS-free one-to-one branch (output ``(batch, k, 6)``, what an
+    ``nms=False`` export runs); ``False``/``None`` runs the one-to-many branch (``(batch, 4 + classes, anchors)``,
+    what the default export runs). A head without a one-to-one branch (YOLOv8, YOLO11) always gives the latter.
+    """
+
+    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None, end2end: bool | None = None):
         import torch
 
         from yoloslim.model_io import load_checkpoint
 
         model, ckpt = load_checkpoint(path)
+        if hasattr(model, "end2end"):  # before fusing: fuse() drops the branch that is not selected
+            model.end2end = bool(end2end)
         model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
         if is_cuda(device):
             if not torch.cuda.is_available():
@@ -58,7 +70,7 @@ class TorchBackend:
         self.meta = ModelMeta(names={int(k): str(v) for k, v in names.items()}, imgsz=(imgsz, imgsz),
                               stride=int(max(model.stride)), batch=None, dynamic=True,
                               precision="fp16" if self.dtype == torch.float16 else "fp32",
-                              yoloslim=ckpt.get("yoloslim") or {})
+                              end2end=bool(getattr(model, "end2end", False)), yoloslim=ckpt.get("yoloslim") or {})
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         import torch
@@ -109,27 +121,37 @@ class OnnxBackend:
         return np.asarray(y, dtype=np.float32)
 
 
-def open_backend(path: str | Path, device: str = "cpu", threads: int | None = None) -> Any:
+def open_backend(path: str | Path, device: str = "cpu", threads: int | None = None,
+                 end2end: bool | None = None) -> Any:
     """Open a model file with the backend of its format.
 
     Args:
         path: ``.pt`` (PyTorch), ``.onnx`` (ONNX Runtime) or ``.engine`` (TensorRT).
         device: ``"cpu"`` or a GPU (``"cuda"``, ``"cuda:0"``, ``"0"``); an ``.engine`` always runs on a GPU.
         threads: CPU threads for the CPU backends (default: the runtime's own choice).
+        end2end: For a ``.pt``, run YOLO26's NMS-free one-to-one head (default: the one-to-many head, like the
+            default export). An exported file's layout is its own; a value that contradicts it is an error.
 
     Raises:
-        ModelError: If the file is missing, unreadable, of an unknown format, or the device is unavailable.
+        ModelError: If the file is missing, unreadable, of an unknown format, the device is unavailable, or
+            ``end2end`` contradicts an exported file's layout.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found; pass an existing .pt, .onnx or .engine file")
     suffix = path.suffix.lower()
     if suffix == ".pt":
-        return TorchBackend(path, device, threads)
+        return TorchBackend(path, device, threads, end2end)
     if suffix == ".onnx":
-        return OnnxBackend(path, device, threads)
-    if suffix == ".engine":
+        backend = OnnxBackend(path, device, threads)
+    elif suffix == ".engine":
         from yoloslim_deploy.tensorrt_runtime import TensorRTBackend
 
-        return TensorRTBackend(path, device if is_cuda(device) else "cuda:0")
-    raise ModelError(f"{path}: unknown model format '{suffix}'; pass a .pt, .onnx or .engine file")
+        backend = TensorRTBackend(path, device if is_cuda(device) else "cuda:0")
+    else:
+        raise ModelError(f"{path}: unknown model format '{suffix}'; pass a .pt, .onnx or .engine file")
+    if end2end is not None and backend.meta.end2end is not None and bool(end2end) != backend.meta.end2end:
+        layout = "NMS-free end-to-end (batch, k, 6)" if backend.meta.end2end else "(batch, 4 + classes, anchors)"
+        raise ModelError(f"{path}: the export's output is the {layout} layout but end2end={end2end} was asked for; "
+                         "leave end2end unset, or export again (nms=False gives YOLO26's end-to-end layout)")
+    return backend

@@ -1,8 +1,9 @@
 """``Detector``: one detection API over PyTorch (``.pt``), ONNX Runtime (``.onnx``) and TensorRT (``.engine``).
 
 The same image gives the same detections whatever the format: every backend gets the same square letterbox
-(Ultralytics' ``LetterBox``, grey padding, centred), the raw output is decoded the same way, NMS is
-``torchvision.ops.batched_nms`` (per class), and boxes are mapped back to the original image with
+(Ultralytics' ``LetterBox``, grey padding, centred), the raw output is decoded by :func:`yoloslim.detections.decode`
+in either layout (``(batch, 4 + classes, anchors)`` with a confidence filter and per-class NMS, or YOLO26's NMS-free
+``(batch, k, 6)`` with the confidence filter only), and boxes are mapped back to the original image with
 Ultralytics' ``scale_boxes``.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from yoloslim.detections import decode, is_end2end
 from yoloslim.errors import DataError, ModelError
 
 from yoloslim_deploy.backends import open_backend
@@ -65,21 +67,26 @@ class Detector:
             metadata.
         device: ``"cpu"`` or a GPU (``"cuda"``, ``"cuda:0"``, ``"0"``).
         conf: Confidence threshold.
-        iou: IoU threshold of the per-class NMS.
+        iou: IoU threshold of the per-class NMS (unused by an end-to-end model, which needs no NMS).
         max_det: Most detections kept per image.
         imgsz: Square input size (default: the size in the model's metadata).
         batch: Images per inference call when the model's batch axis is dynamic.
         threads: CPU threads of the CPU runtimes.
+        end2end: For a ``.pt`` YOLO26 checkpoint, run its NMS-free one-to-one head, as an ``nms=False`` export
+            does (default: the one-to-many head and NMS, as the default export does). An exported file's layout is
+            read from its metadata (else its output's shape); leave this unset for one.
 
     Raises:
         ModelError: If the file cannot be opened, lacks metadata, or its output is not a detection head's.
     """
 
     def __init__(self, path: str | Path, device: str = "cpu", conf: float = 0.25, iou: float = 0.7,
-                 max_det: int = 300, imgsz: int | None = None, batch: int = 8, threads: int | None = None):
+                 max_det: int = 300, imgsz: int | None = None, batch: int = 8, threads: int | None = None,
+                 end2end: bool | None = None):
         self.path = Path(path)
-        self.backend = open_backend(self.path, device, threads)
+        self.backend = open_backend(self.path, device, threads, end2end)
         self.meta = self.backend.meta
+        self.end2end = self.meta.end2end  # None until the first output shows the layout
         self.names = self.meta.names
         fixed = self.meta.imgsz
         if imgsz is not None and not self.meta.dynamic and imgsz != fixed[0]:
@@ -92,7 +99,8 @@ class Detector:
         self.device = self.backend.device
 
     def __repr__(self) -> str:
-        return f"Detector({str(self.path)!r}, device={self.device!r}, imgsz={self.imgsz}, batch={self.batch})"
+        return (f"Detector({str(self.path)!r}, device={self.device!r}, imgsz={self.imgsz}, batch={self.batch}, "
+                f"end2end={self.end2end})")
 
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Letterbox BGR uint8 images to ``imgsz`` and stack them as a float32 RGB NCHW batch in ``[0, 1]``."""
@@ -118,28 +126,33 @@ class Detector:
                 chunk = np.concatenate([chunk, np.zeros((self.meta.batch - n, *chunk.shape[1:]), chunk.dtype)])
             outputs.append(self.backend(chunk)[:n])
         raw = np.concatenate(outputs)
-        expected = 4 + len(self.names)
-        if raw.ndim != 3 or raw.shape[1] != expected:
-            raise ModelError(f"{self.path}: output shape {raw.shape} is not a detection head's (batch, {expected}, "
-                             "anchors); export without NMS (nms=False) from a detection checkpoint")
+        self._check_layout(raw.shape)
         return raw
 
+    def _check_layout(self, shape: tuple[int, ...]) -> None:
+        """Settle :attr:`end2end` from the first output, or check that an output has the layout the metadata says."""
+        nc = len(self.names)
+        try:
+            by_shape = is_end2end(shape, nc)
+        except ModelError as e:
+            raise ModelError(f"{self.path}: {e}") from e
+        if self.end2end is None:
+            self.end2end = by_shape
+        elif self.end2end != by_shape and not (self.end2end and len(shape) == 3 and shape[2] == 6):
+            expected = "(batch, k, 6)" if self.end2end else f"(batch, {4 + nc}, anchors)"
+            raise ModelError(f"{self.path}: output shape {tuple(shape)} contradicts the metadata's layout "
+                             f"{expected} (end2end={self.end2end}); export the model again")
+
     def postprocess(self, raw: np.ndarray, shapes: Sequence[tuple[int, int]]) -> list[Detections]:
-        """Decode raw outputs: confidence filter, per-class NMS, boxes mapped back to each original image."""
+        """Decode raw outputs (either layout) and map the boxes back to each original image."""
         import torch
-        import torchvision
         from ultralytics.utils import ops
 
         results = []
-        for pred, shape in zip(torch.from_numpy(raw), shapes):
-            pred = pred.T  # (anchors, 4 + classes)
-            scores, cls = pred[:, 4:].max(1)
-            keep = scores > self.conf
-            boxes, scores, cls = ops.xywh2xyxy(pred[keep, :4]), scores[keep], cls[keep]
-            order = torchvision.ops.batched_nms(boxes, scores, cls, self.iou)[: self.max_det]
-            boxes = ops.scale_boxes((self.imgsz, self.imgsz), boxes[order].clone(), shape)
-            results.append(Detections(xyxy=boxes.numpy().astype(np.float32), conf=scores[order].numpy(),
-                                      cls=cls[order].numpy().astype(np.int64), names=self.names, shape=shape))
+        for pred, shape in zip(decode(raw, len(self.names), self.conf, self.iou, self.max_det, self.end2end), shapes):
+            boxes = ops.scale_boxes((self.imgsz, self.imgsz), torch.from_numpy(pred[:, :4].copy()), shape)
+            results.append(Detections(xyxy=boxes.numpy().astype(np.float32), conf=pred[:, 4].copy(),
+                                      cls=pred[:, 5].round().astype(np.int64), names=self.names, shape=shape))
         return results
 
     def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> Detections | list[Detections]:

@@ -1,4 +1,4 @@
-"""Model metadata a runtime needs: class names, input size, stride, batch, precision and provenance.
+"""Model metadata a runtime needs: class names, input size, stride, batch, precision, output layout and provenance.
 
 Ultralytics already embeds its metadata in every export (``metadata_props`` of an ONNX graph, a
 length-prefixed JSON header ahead of a TensorRT engine); yoloslim adds one key, ``yoloslim``, a JSON
@@ -30,6 +30,9 @@ class ModelMeta:
         batch: Fixed batch size, or None when the batch axis is dynamic.
         dynamic: The input's batch (and, for Ultralytics exports, spatial) axes are dynamic.
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
+        end2end: The output is the end-to-end layout ``(batch, k, 6)`` (YOLO26's NMS-free head exported with
+            ``nms=False``, or an Ultralytics export with NMS embedded) rather than ``(batch, 4 + classes, anchors)``;
+            None when the file does not say (older exports): the runtime then infers it from the output's shape.
         yoloslim: The ``yoloslim`` metadata object (recipe, stage, source, parity), empty if absent.
     """
 
@@ -39,6 +42,7 @@ class ModelMeta:
     batch: int | None = 1
     dynamic: bool = False
     precision: str = "fp32"
+    end2end: bool | None = None
     yoloslim: dict[str, Any] = field(default_factory=dict)
 
 
@@ -73,8 +77,11 @@ def from_ultralytics(raw: dict[str, Any], path: Path) -> ModelMeta:
     batch = None if dynamic else int(raw.get("batch", 1))
     quantize = args.get("quantize")
     precision = extra.get("precision") or {16: "fp16", 8: "int8"}.get(quantize, "fp32")
+    end2end = _literal(raw["end2end"]) if "end2end" in raw else extra.get("end2end")
+    if args.get("nms"):  # Ultralytics' embedded NMS: (batch, max_det, 6) like the NMS-free head, decoded the same way
+        end2end = True
     return ModelMeta(names=names, imgsz=imgsz, stride=int(raw.get("stride", 32)), batch=batch, dynamic=dynamic,
-                     precision=precision, yoloslim=extra)
+                     precision=precision, end2end=None if end2end is None else bool(end2end), yoloslim=extra)
 
 
 def onnx_metadata(path: str | Path) -> dict[str, Any]:

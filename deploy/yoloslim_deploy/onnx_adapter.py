@@ -3,12 +3,18 @@
 Ultralytics traces the fused model, simplifies the graph with onnxslim and embeds its metadata (class
 names, image size, stride, batch, export arguments). The adapter adds what a deployment needs on top:
 
-- a ``yoloslim`` metadata entry (JSON): precision, dynamic batch, opset, the recipe and stage that made
-  the checkpoint, and the parity result below;
+- a ``yoloslim`` metadata entry (JSON): precision, dynamic batch, opset, output layout (``end2end``), the recipe
+  and stage that made the checkpoint, and the parity result below;
 - ``onnx.checker.check_model(full_check=True)``;
 - a parity check: the exported graph and the PyTorch model run the same letterboxed real images (the
   run's dataset, else a fixed synthetic image) and their raw outputs must agree within the tolerance of
   the precision (:data:`yoloslim_deploy.parity.TOLERANCES`), else the export fails.
+
+The output layout follows Ultralytics' ``nms`` argument: unset, the head's one-to-many output
+``(batch, 4 + classes, anchors)`` with NMS left to the runtime (YOLOv8, YOLO11, and YOLO26 by default);
+``nms=False``, YOLO26's NMS-free one-to-one head, ``(batch, k, 6)`` detections (``k = min(max_det, anchors)``;
+other heads keep their usual layout). ``nms=True`` (NMS embedded in the graph) is refused: its output cannot be
+checked against the PyTorch model's.
 
 Ultralytics writes the ONNX beside its source checkpoint; the adapter exports from a private copy in a
 temporary folder and renames the checked file into place, so a failure leaves no file at ``out``.
@@ -33,7 +39,7 @@ from yoloslim_deploy.parity import compare_outputs, letterboxed_batch, onnx_outp
 LOGGER = logging.getLogger("yoloslim.deploy.onnx")
 
 # Options passed on to Ultralytics' exporter as they are.
-_ULTRALYTICS_OPTIONS = ("imgsz", "opset", "dynamic", "batch", "half", "simplify")
+_ULTRALYTICS_OPTIONS = ("imgsz", "opset", "dynamic", "batch", "half", "simplify", "nms", "max_det")
 # Options the adapter itself reads.
 _OWN_OPTIONS = ("parity", "parity_tolerance", "parity_images")
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "QLinearMatMul"}
@@ -51,11 +57,26 @@ def _check_options(options: dict[str, Any]) -> None:
     batch = options.get("batch")
     if batch is not None and (not isinstance(batch, int) or batch < 1):
         raise ExportError(f"ONNX export option batch={batch!r}; pass a positive integer (static batch size)")
+    check_nms_option(options.get("nms"), "ONNX")
+    max_det = options.get("max_det")
+    if max_det is not None and (not isinstance(max_det, int) or max_det < 1):
+        raise ExportError(f"ONNX export option max_det={max_det!r}; pass a positive integer (detections per image)")
     tol = options.get("parity_tolerance")
     if tol is not None and (len(tol) != 2 or any(float(t) < 0 for t in tol)):
         raise ExportError(
             f"ONNX export option parity_tolerance={tol!r}; pass (box pixels, class probability), e.g. (0.01, 1e-4)"
         )
+
+
+def check_nms_option(nms: Any, fmt: str) -> None:
+    """Accept ``nms`` unset or False (YOLO26's NMS-free end-to-end output); refuse embedded NMS with one line."""
+    if nms is True:
+        raise ExportError(f"{fmt} export option nms=True embeds NMS in the graph, whose output yoloslim cannot check "
+                          "against the PyTorch model; pass nms=false for YOLO26's NMS-free end-to-end output, or leave "
+                          "nms unset for NMS after the model")
+    if nms is not None and nms is not False:
+        raise ExportError(f"{fmt} export option nms={nms!r}; pass nms=false (YOLO26's NMS-free end-to-end output) "
+                          "or leave it unset")
 
 
 def _first_line(error: BaseException) -> str:
@@ -105,6 +126,11 @@ def _provenance(checkpoint: Path, ctx: Any) -> dict[str, Any]:
     return info
 
 
+def onnx_props(model: Any) -> dict[str, str]:
+    """An in-memory ONNX model's ``metadata_props`` as a dict."""
+    return {p.key: p.value for p in model.metadata_props}
+
+
 def _set_metadata(model: Any, key: str, value: str) -> None:
     for prop in model.metadata_props:
         if prop.key == key:
@@ -119,8 +145,10 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
     """Export ``checkpoint`` to a checked, parity-tested ONNX file at ``out``.
 
     Options: ``imgsz``; ``batch`` (static batch size, default 1); ``dynamic`` (dynamic batch and image axes);
-    ``opset``; ``simplify`` (onnxslim, default True); ``half`` (FP16); ``parity`` (default True);
-    ``parity_tolerance`` (``(box pixels, class probability)``, default by precision); ``parity_images`` (default 4).
+    ``opset``; ``simplify`` (onnxslim, default True); ``half`` (FP16); ``nms`` (False: YOLO26's NMS-free end-to-end
+    output ``(batch, k, 6)``; True is refused); ``max_det`` (``k`` of an end-to-end output, default 300);
+    ``parity`` (default True); ``parity_tolerance`` (``(box pixels, class probability)``, default by precision);
+    ``parity_images`` (default 4).
     """
     if fmt != "onnx":
         return None
@@ -153,7 +181,11 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
             raise ExportError(f"ONNX export of '{checkpoint}' failed onnx.checker: {_first_line(e)}") from e
         precision = _precision(model, bool(kwargs.get("half")))
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-        meta: dict[str, Any] = {"precision": precision, "dynamic": dynamic, "opset": opset, **provenance}
+        # Ultralytics records the head it exported; nms=False on a head without a one-to-one branch exports the usual
+        # layout, so the option alone does not say.
+        end2end = str(onnx_props(model).get("end2end")) == "True"
+        meta: dict[str, Any] = {"precision": precision, "dynamic": dynamic, "opset": opset, "end2end": end2end,
+                                **provenance}
 
         if options.get("parity", True):
             imgsz = int(kwargs.get("imgsz") or 640)
@@ -162,8 +194,9 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
             x = letterboxed_batch(images, imgsz, batch)
             tol = options.get("parity_tolerance")
             candidate = onnx_output(model.SerializeToString(), x, batch)  # the graph that will be written
-            result = compare_outputs(torch_reference(checkpoint, x), candidate, precision,
-                                     tuple(float(t) for t in tol) if tol is not None else None)
+            reference = torch_reference(checkpoint, x, end2end=end2end, max_det=int(kwargs.get("max_det") or 300))
+            result = compare_outputs(reference, candidate, precision,
+                                     tuple(float(t) for t in tol) if tol is not None else None, end2end=end2end)
             if not result.ok:
                 raise ExportError(
                     f"ONNX export of '{checkpoint}' differs from the PyTorch model: max box diff "
@@ -179,6 +212,7 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
         staged = Path(tmp) / "checked.onnx"
         onnx.save(model, str(staged))
         os.replace(staged, out)
-    LOGGER.info("exported %s -> %s (%s, %s batch)", checkpoint, out, precision,
-                "dynamic" if dynamic else f"static {kwargs.get('batch', 1)}")
+    LOGGER.info("exported %s -> %s (%s, %s batch, %s)", checkpoint, out, precision,
+                "dynamic" if dynamic else f"static {kwargs.get('batch', 1)}",
+                "NMS-free end-to-end output" if end2end else "NMS after the model")
     return out

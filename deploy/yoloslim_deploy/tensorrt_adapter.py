@@ -9,7 +9,9 @@ The engine is built from ONNX with the TensorRT 10 Python API (``Builder`` -> ``
   by NVIDIA since 10.1, kept for models that were not quantized explicitly);
 - ``dynamic=True``: one optimization profile for batch 1 .. ``max_batch`` (opt ``batch``) at the export size;
 - a timing cache, read before and written after the build (``timing_cache``, default beside the engine);
-- the builder's log kept next to the engine (``<out>.build.log``).
+- the builder's log kept next to the engine (``<out>.build.log``);
+- ``nms=False``: YOLO26's NMS-free end-to-end head (output ``(batch, k, 6)``, its top-k included in the engine),
+  passed to the intermediate ONNX export; ``nms=True`` (embedded NMS) is refused as for ONNX.
 
 The engine is written in Ultralytics' layout (4-byte length, JSON metadata, serialized engine), so
 ``YOLO("model.engine")`` and :class:`yoloslim_deploy.Detector` both read it. Without the ``tensorrt`` package or a
@@ -30,13 +32,14 @@ from yoloslim.checkpoint import atomic_write_bytes, atomic_write_text
 from yoloslim.errors import ExportError
 
 from yoloslim_deploy.metadata import YOLOSLIM_KEY, engine_bytes_with_header, onnx_metadata
+from yoloslim_deploy.onnx_adapter import check_nms_option
 from yoloslim_deploy.tensorrt_runtime import require_tensorrt
 
 LOGGER = logging.getLogger("yoloslim.deploy.tensorrt")
 
 FORMATS = ("engine", "tensorrt")
 _OPTIONS = ("imgsz", "precision", "half", "int8", "dynamic", "batch", "max_batch", "workspace", "timing_cache",
-            "calib_images", "opset", "data")
+            "calib_images", "opset", "data", "nms", "max_det")
 
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:
@@ -51,6 +54,7 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
     max_batch = int(options.get("max_batch") or max(batch, 8))
     if batch < 1 or max_batch < batch:
         raise ExportError(f"TensorRT export: batch={batch}, max_batch={max_batch}; need 1 <= batch <= max_batch")
+    check_nms_option(options.get("nms"), "TensorRT")
     return {**options, "precision": precision, "batch": batch, "max_batch": max_batch}
 
 
@@ -188,13 +192,17 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
 
     Options: ``imgsz``; ``precision`` (fp32/fp16/int8; ``half``/``int8`` as aliases); ``dynamic``, ``batch``,
     ``max_batch``; ``workspace`` (GiB); ``timing_cache`` (path); ``calib_images`` (default 64); ``data`` (dataset
-    YAML for calibration, default the run's); ``opset`` (of the intermediate ONNX).
+    YAML for calibration, default the run's); ``opset``, ``nms`` (False: YOLO26's NMS-free end-to-end output) and
+    ``max_det`` (of the intermediate ONNX; an ``.onnx`` input keeps the layout it was exported with).
     """
     if fmt not in FORMATS:
         return None
     opts = _options({k: v for k, v in options.items() if v is not None})
-    require_tensorrt(ExportError, "building a TensorRT engine")  # one line, before any work
     checkpoint, out = Path(checkpoint), Path(out)
+    if checkpoint.suffix.lower() == ".onnx" and ("nms" in opts or "max_det" in opts):
+        raise ExportError(f"TensorRT export options nms/max_det choose the head of a checkpoint's ONNX export; "
+                          f"'{checkpoint}' is already exported with its own layout: drop them, or pass the .pt")
+    require_tensorrt(ExportError, "building a TensorRT engine")  # one line, before any work
     out.parent.mkdir(parents=True, exist_ok=True)
     imgsz = int(opts.get("imgsz") or getattr(ctx, "imgsz", 640))
     dynamic = bool(opts.get("dynamic"))
@@ -204,7 +212,7 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
         else:
             onnx_path = ctx.export(checkpoint, "onnx", Path(tmp) / f"{checkpoint.stem}.onnx", imgsz=imgsz,
                                    dynamic=dynamic or None, batch=None if dynamic else opts["batch"],
-                                   opset=opts.get("opset"))
+                                   opset=opts.get("opset"), nms=opts.get("nms"), max_det=opts.get("max_det"))
         calib: list[Path] = []
         if opts["precision"] == "int8" and not has_qdq(onnx_path):
             data = opts.get("data") or getattr(ctx, "data", None)
@@ -230,7 +238,8 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
         metadata[YOLOSLIM_KEY] = json.dumps(extra, default=str)
         metadata["batch"] = opts["max_batch"] if dynamic else opts["batch"]
         atomic_write_bytes(out, engine_bytes_with_header(engine, metadata))
-    LOGGER.info("built %s (%s, %s batch)", out, opts["precision"], "dynamic" if dynamic else opts["batch"])
+    LOGGER.info("built %s (%s, %s batch, %s)", out, opts["precision"], "dynamic" if dynamic else opts["batch"],
+                "NMS-free end-to-end output" if extra.get("end2end") else "NMS after the model")
     return out
 
 

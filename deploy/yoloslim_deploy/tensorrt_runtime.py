@@ -1,7 +1,9 @@
 """Run a TensorRT engine (TensorRT 10 name-based tensor API), with PyTorch's CUDA tensors as device buffers.
 
 The engine file has Ultralytics' layout (4-byte length, JSON metadata, serialized engine), so ``YOLO(path)``
-and this backend read the same files.
+and this backend read the same files. The backend returns the engine's first output as it is, in whichever layout
+the engine was built with (``(batch, 4 + classes, anchors)``, or ``(batch, k, 6)`` for YOLO26's NMS-free head); the
+metadata's ``end2end`` says which, else the output's shape.
 """
 
 from __future__ import annotations
@@ -52,7 +54,10 @@ def _torch_dtype(trt: Any, dtype: Any) -> Any:
 
 
 class TensorRTBackend:
-    """A deserialized TensorRT engine with one execution context; callable on float32 NCHW numpy batches."""
+    """A deserialized TensorRT engine with one execution context; callable on float32 NCHW numpy batches.
+
+    Returns the first output as float32 numpy, in the engine's own layout (see the module's docstring).
+    """
 
     def __init__(self, path: Path, device: str = "cuda:0"):
         import torch

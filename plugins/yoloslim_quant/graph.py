@@ -74,6 +74,28 @@ def stem_layers(model: onnx.ModelProto, max_channels: int = STEM_MAX_CHANNELS) -
     return stems
 
 
+def with_activation(model: onnx.ModelProto, layers: Iterable[str]) -> list[str]:
+    """``layers`` plus the SiLU (``Sigmoid`` and ``Mul`` on the convolution's output) that follows each one.
+
+    A convolution kept float keeps its activation float too: quantizing the activation alone would put a
+    Q/DQ round trip between the two and lose most of what keeping the layer float buys.
+    """
+    wanted = list(layers)
+    consumers = consumers_of(model.graph)
+    names = []
+    for node in model.graph.node:
+        if node.name not in wanted:
+            continue
+        names.append(node.name)
+        y = node.output[0]
+        after = consumers.get(y, [])
+        sig = [n for n in after if n.op_type == "Sigmoid"]
+        mul = [n for n in after if n.op_type == "Mul" and sig and sig[0].output[0] in n.input]
+        if len(after) == 2 and sig and mul:
+            names += [sig[0].name, mul[0].name]
+    return names
+
+
 def decode_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the nodes of the head's decode: those from which no learned convolution is reachable."""
     producer = {o: n for n in model.graph.node for o in n.output}

@@ -35,12 +35,12 @@ from yoloslim.errors import ExportError
 
 from .calibration import ImageReader
 from .graph import (YOLOSLIM_KEY, decode_nodes, metadata, name_nodes, quantizable_layers, rewrite_dfl, set_metadata,
-                    stem_layers, yoloslim_metadata)
+                    stem_layers, with_activation, yoloslim_metadata)
 
 LOGGER = logging.getLogger("yoloslim.quant.ptq")
 
 TARGETS = ("cpu", "tensorrt")
-METHODS = ("minmax", "entropy", "percentile")
+METHODS = ("minmax", "avgminmax", "entropy", "percentile")
 PRECISIONS = ("int8", "w8a16", "weight_only", "fp16")
 # Ops TensorRT wants Q/DQ on (inputs only); everything else is fused or runs in float between them.
 _TRT_OPS = ["Conv", "ConvTranspose", "Add", "MatMul", "Gemm"]
@@ -52,7 +52,8 @@ class QuantConfig:
 
     Attributes:
         target: ``cpu`` (fastest ONNX Runtime layout) or ``tensorrt`` (symmetric, TensorRT placement).
-        method: Calibration: ``minmax``, ``entropy`` or ``percentile``.
+        method: Calibration: ``minmax`` (global extremes), ``avgminmax`` (the mean over images of per-image
+            extremes: outliers of one image do not set the range), ``entropy`` or ``percentile``.
         precision: ``int8`` (weights and activations), ``w8a16`` (8-bit weights, 16-bit activations; cpu only).
         keep: Layers (node names of :func:`quantizable_layers`) kept out of INT8.
         keep_precision: ``float`` (kept layers run in float) or ``w8a16`` (16-bit activations around them).
@@ -92,9 +93,11 @@ def _settings(cfg: QuantConfig, model: onnx.ModelProto, keep: list[str]) -> dict
     """Arguments of ``quantize_static`` for ``cfg``."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[cfg.method]
+    method = {"minmax": CalibrationMethod.MinMax, "avgminmax": CalibrationMethod.MinMax,
+              "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[cfg.method]
     extra: dict[str, Any] = {"WeightSymmetric": True}
+    if cfg.method == "avgminmax":  # each tensor's range: the mean over images of its per-image min and max
+        extra["CalibMovingAverage"] = True
     if cfg.method == "percentile":
         extra["CalibPercentile"] = cfg.percentile
     exclude = decode_nodes(model)
@@ -118,7 +121,7 @@ def _settings(cfg: QuantConfig, model: onnx.ModelProto, keep: list[str]) -> dict
                 for tensor in (nodes[layer].input[0], nodes[layer].output[0]):
                     overrides.setdefault(tensor, [{}])[0]["quant_type"] = QuantType.QUInt16
         else:
-            exclude += list(keep)
+            exclude += with_activation(model, keep)
         exclude += policy_float_layers(model, cfg)
         if activation == QuantType.QUInt16 or (keep and cfg.keep_precision == "w8a16"):  # 16-bit Q/DQ
             extra["UseQDQContribOps"] = True

@@ -134,16 +134,20 @@ class MixedResult:
     """Outcome of the mixed-precision search.
 
     Attributes:
-        keep: Layers kept out of INT8, most sensitive first.
-        fp32_map: mAP50-95 of the FP32 graph.
-        steps: One entry per tried configuration: kept layers count, mAP50-95, drop in points.
-        met: Whether the budget was met.
+        keep: Layers kept out of INT8 in the chosen try, most sensitive first (empty: plain PTQ was best).
+        fp32_map: Score of the FP32 graph (mAP50-95, or agreement mAP50-95 with itself).
+        steps: One entry per tried configuration: kept layers count, score, drop in points, path.
+        met: Whether the chosen try is within the budget.
+        drop_points: The chosen try's drop against FP32, in points.
+        chosen_path: The chosen try's file.
     """
 
     keep: list[str]
     fp32_map: float
     steps: list[dict[str, Any]] = field(default_factory=list)
     met: bool = False
+    drop_points: float = 0.0
+    chosen_path: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -153,18 +157,21 @@ class MixedResult:
 def search_mixed(fp32: str | Path, calib: np.ndarray, cache: str | Path, cfg: QuantConfig,
                  evaluate: Callable[[Path], float], scores: dict[str, float], budget: float, max_layers: int,
                  workdir: str | Path) -> MixedResult:
-    """Keep the most sensitive layers out of INT8 until the mAP50-95 drop is at most ``budget`` points.
+    """Keep the most sensitive layers out of INT8 until the drop against FP32 is at most ``budget`` points.
 
-    Tries 0, 1, 2, 4, 8, ... layers (up to ``max_layers``) and stops at the first that meets the budget.
+    Tries 0 (plain PTQ), 1, 2, 4, 8, ... layers (up to ``max_layers``) and stops at the first that meets the budget.
+    The chosen try is the best-scoring one (the fewest float layers among equals), so the result is never worse than
+    the plain PTQ it started from, even when no try meets the budget (``met`` is then False).
 
     Args:
         fp32: FP32 graph.
         calib: Calibration images.
         cache: Calibration cache (shared by every try).
         cfg: Quantization settings (``keep`` is filled in here).
-        evaluate: ``path -> mAP50-95`` (the validator, on a split other than test).
+        evaluate: ``path -> score`` in [0, 1] (validator mAP50-95 or agreement mAP50-95, never on the split the
+            final measurement uses).
         scores: From :func:`layer_sensitivity`.
-        budget: Allowed drop in mAP50-95 points (0.5 = half a point).
+        budget: Allowed drop in points (0.5 = half a point).
         max_layers: Most layers to keep out of INT8.
         workdir: Where the tried graphs are written.
     """
@@ -175,17 +182,24 @@ def search_mixed(fp32: str | Path, calib: np.ndarray, cache: str | Path, cfg: Qu
     base = evaluate(Path(fp32))
     result = MixedResult(keep=[], fp32_map=base)
     counts = [0] + [k for k in (1, 2, 4, 8, 16, 32, 64) if k < max_layers] + [max_layers]
+    best: dict[str, Any] | None = None
     for k in sorted(set(counts)):
         keep = order[:k]
         path = quantize_graph(fp32, workdir / f"keep{k}.onnx", calib, QuantConfig(**{**asdict(cfg), "keep": keep}),
                               cache=cache)
         value = evaluate(path)
         drop = (base - value) * 100
-        result.steps.append({"float_layers": k, "map50_95": value, "drop_points": round(drop, 3), "path": str(path)})
-        LOGGER.info("mixed precision: %d layers kept, mAP50-95 %.4f (drop %.2f points, budget %.2f)", k, value, drop,
+        step = {"float_layers": k, "map50_95": value, "drop_points": round(drop, 3), "path": str(path)}
+        result.steps.append(step)
+        LOGGER.info("mixed precision: %d layers kept, score %.4f (drop %.2f points, budget %.2f)", k, value, drop,
                     budget)
-        result.keep = keep
+        if best is None or value > best["map50_95"]:
+            best = step
         if drop <= budget:
-            result.met = True
             break
+    assert best is not None
+    result.keep = order[:best["float_layers"]]
+    result.drop_points = best["drop_points"]
+    result.met = best["drop_points"] <= budget
+    result.chosen_path = best["path"]
     return result
