@@ -63,7 +63,7 @@ class QuantConfig:
     """
 
     target: str = "cpu"
-    method: str = "minmax"
+    method: str = "avgminmax"
     precision: str = "int8"
     keep: Sequence[str] = ()
     keep_precision: str = "float"

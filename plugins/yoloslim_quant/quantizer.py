@@ -146,8 +146,9 @@ def quantize_checkpoint(checkpoint: str | Path, out: str | Path, opts: QuantOpti
     work = Path(workdir) if workdir else out.parent / f"{out.stem}_work"
     work.mkdir(parents=True, exist_ok=True)
     imgsz = int(ctx.imgsz)
+    layout = {"nms": False} if opts.end2end else {}
     if opts.precision == "fp16":
-        return ctx.export(checkpoint, "onnx", out, imgsz=imgsz, half=True)
+        return ctx.export(checkpoint, "onnx", out, imgsz=imgsz, half=True, **layout)
     if ctx.data is None and opts.precision != "weight_only":
         raise DataError("static quantization calibrates on dataset images; pass --data")
     t0 = time.time()
@@ -170,7 +171,8 @@ def quantize_checkpoint(checkpoint: str | Path, out: str | Path, opts: QuantOpti
     if not getattr(qat_model, "yoloslim_qat_ranges", None):
         qat_model = None
 
-    fp32 = ctx.export(checkpoint, "onnx", work / "fp32.onnx", imgsz=imgsz)
+    fp32 = ctx.export(checkpoint, "onnx", work / ("fp32_end2end.onnx" if opts.end2end else "fp32.onnx"), imgsz=imgsz,
+                      **layout)
     if opts.precision == "weight_only":
         return weight_only(fp32, out, info)
 

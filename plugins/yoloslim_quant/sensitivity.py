@@ -14,6 +14,7 @@ drop against FP32 is within the budget, measured with the one validator.
 
 from __future__ import annotations
 
+import ast
 import logging
 import tempfile
 import time
@@ -26,14 +27,27 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .graph import quantizable_layers
+from .graph import metadata, quantizable_layers
 from .ptq import QuantConfig, policy_float_layers, prepare, quantize_graph, run_onnx
 
 LOGGER = logging.getLogger("yoloslim.quant.sensitivity")
 
 
-def output_error(reference: np.ndarray, candidate: np.ndarray, imgsz: int) -> float:
-    """Confidence-weighted output error between two raw outputs ``(N, 4 + classes, anchors)``."""
+def output_error(reference: np.ndarray, candidate: np.ndarray, imgsz: int, nc: int | None = None) -> float:
+    """Confidence-weighted output error between two raw outputs ``(N, 4 + classes, anchors)``.
+
+    For the end-to-end layout ``(N, k, 6)`` (YOLO26 exported NMS-free: top-k detections, whose order changes with
+    any score change) the error is ``1 -`` the candidate's agreement mAP50-95 with the reference
+    (:mod:`yoloslim.agreement`, reference boxes at conf 0.25).
+    """
+    from yoloslim.detections import is_end2end
+
+    if nc is not None and is_end2end(reference.shape, nc):
+        from yoloslim.agreement import MAP_CONF, REFERENCE_CONF, score
+        from yoloslim.detections import decode
+
+        agreement = score(decode(reference, nc, conf=REFERENCE_CONF), decode(candidate, nc, conf=MAP_CONF))
+        return 1.0 - agreement.map50_95
     weight = reference[:, 4:].max(axis=1) + 1e-6  # (N, anchors)
     box = np.abs(reference[:, :4] - candidate[:, :4]).sum(axis=1) / imgsz
     cls = np.abs(reference[:, 4:] - candidate[:, 4:]).sum(axis=1)
@@ -120,11 +134,13 @@ def layer_sensitivity(fp32: str | Path | onnx.ModelProto, calib: np.ndarray, cac
     x = calib[:images]
     imgsz = int(x.shape[-1])
     reference = run_onnx(model.SerializeToString(), x, optimize=False)
+    names = metadata(model).get("names")
+    nc = len(ast.literal_eval(names)) if names else None
     scores = {}
     t0 = time.time()
     for layer in quantizable_layers(model):
         candidate = run_onnx(single_layer_model(model, layer, ranges).SerializeToString(), x, optimize=False)
-        scores[layer] = output_error(reference, candidate, imgsz)
+        scores[layer] = output_error(reference, candidate, imgsz, nc)
     LOGGER.info("sensitivity of %d layers on %d images in %.1f s", len(scores), len(x), time.time() - t0)
     return scores
 

@@ -321,3 +321,51 @@ def test_cli_mixed_writes_the_best_try_and_exits_3_when_the_budget_is_missed(mon
     assert "missed its budget of 0.5 points" in line and "drops 10.00 points with 0 float layers (= plain PTQ)" in line
     report = (tmp_path / "run" / "report.md").read_text()
     assert "## Targets missed" in report and "original (onnx fp32)" in report
+
+
+@pytest.mark.parametrize("generation", ["yolo11", "yolo26"])
+def test_ptq_cpu_and_tensorrt_quantize_yolo11_and_yolo26_with_the_decode_left_float(generation, request, tiny_data,
+                                                                                   tmp_path):
+    from yoloslim.context import SlimContext
+    from yoloslim.measure import model_nc
+    from yoloslim.plugins import get_plugin_manager
+    from yoloslim_quant.quantizer import quantize_checkpoint
+
+    ckpt = request.getfixturevalue(f"tiny_ckpt_{generation}")
+    ctx = SlimContext(run_dir=tmp_path, data=str(tiny_data), imgsz=64, plugins=get_plugin_manager())
+    opts = parse_options({"calib_images": 8}, 0)
+    out = quantize_checkpoint(ckpt, tmp_path / "cpu.onnx", opts, ctx, workdir=tmp_path / "w")
+    model = onnx.load(str(out))
+    nc = model_nc(out)
+    ops = {n.op_type for n in model.graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    fp32 = tmp_path / "w" / "fp32.onnx"
+    x = load_batch(calibration_images(tiny_data, "val", 2), 64)
+    ref, got = run_onnx(fp32, x), run_onnx(out, x)
+    assert got.shape == ref.shape == (2, 4 + nc, 84) and np.isfinite(got).all()
+    producers = {o: n for n in model.graph.node for o in n.output}
+    assert producers[model.graph.output[0].name].op_type != "DequantizeLinear"  # decode float to the end
+    check = yoloslim_metadata(model)["quantization"]["agreement_with_fp32"]
+    assert {"f1", "map50_95", "on"} <= set(check) and "not used for calibration" in check["on"]
+
+    trt = quantize_checkpoint(ckpt, tmp_path / "trt.onnx", parse_options({"calib_images": 8, "target": "tensorrt"}, 0),
+                              ctx, workdir=tmp_path / "w")
+    assert check_tensorrt_qdq(trt) == []
+
+
+def test_yolo26_end2end_layout_quantizes_with_topk_left_float(tiny_ckpt_yolo26, tiny_data, tmp_path):
+    from yoloslim.context import SlimContext
+    from yoloslim.plugins import get_plugin_manager
+    from yoloslim_quant.quantizer import quantize_checkpoint
+
+    ctx = SlimContext(run_dir=tmp_path, data=str(tiny_data), imgsz=64, plugins=get_plugin_manager())
+    out = quantize_checkpoint(tiny_ckpt_yolo26, tmp_path / "e2e.onnx", parse_options(
+        {"calib_images": 8, "end2end": True}, 0), ctx, workdir=tmp_path / "w")
+    model = onnx.load(str(out))
+    x = load_batch(calibration_images(tiny_data, "val", 2), 64)
+    y = run_onnx(out, x)
+    assert y.shape == (2, 84, 6) and np.isfinite(y).all()  # (batch, k = min(max_det, anchors), x1 y1 x2 y2 score cls)
+    topk = next(n for n in model.graph.node if n.op_type == "TopK")
+    producers = {o: n for n in model.graph.node for o in n.output}
+    assert producers[topk.input[0]].op_type not in ("DequantizeLinear", "QuantizeLinear")  # scores reach TopK float
+    assert (tmp_path / "w" / "fp32_end2end.onnx").is_file()
