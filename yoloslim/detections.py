@@ -64,5 +64,8 @@ def decode(raw: np.ndarray, nc: int, conf: float = 0.25, iou: float = 0.7, max_d
         return out
     from ultralytics.utils.nms import non_max_suppression
 
-    kept = non_max_suppression(torch.from_numpy(raw), conf_thres=conf, iou_thres=iou, max_det=max_det, nc=nc)
+    # Ultralytics' NMS gives up after 2 s + 0.05 s per image and silently drops the images it did not reach (a busy
+    # CPU, conf 0.001): no time limit here, every image is decoded.
+    kept = non_max_suppression(torch.from_numpy(raw), conf_thres=conf, iou_thres=iou, max_det=max_det, nc=nc,
+                               max_time_img=1e6)
     return [k.numpy().astype(np.float32) for k in kept]

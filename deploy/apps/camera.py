@@ -48,8 +48,9 @@ class Source:
         name: The source as given.
     """
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, start: int = 0):
         self.name = spec
+        self.start = start
         self.images: list[Path] | None = None
         self.capture: Any = None
         path = Path(spec)
@@ -77,13 +78,18 @@ class Source:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         if self.images is not None:
-            for p in self.images:
+            for p in self.images[self.start:]:
                 frame = cv2.imread(str(p))
                 if frame is None:
                     raise SourceError(f"source '{self.name}': cannot read image '{p}'; replace or remove it")
                 yield frame
             return
         try:
+            if self.start:  # seek; a stream that cannot seek reads and drops the frames instead
+                if not self.capture.set(cv2.CAP_PROP_POS_FRAMES, self.start):
+                    for _ in range(self.start):
+                        if not self.capture.read()[0]:
+                            return
             while True:
                 ok, frame = self.capture.read()
                 if not ok:
@@ -122,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
     """
     from yoloslim_deploy import Detector
 
-    source = Source(args.source)  # a bad source fails before the model loads
+    if args.start_frame < 0:
+        raise SourceError(f"--start-frame {args.start_frame}: pass a frame index >= 0")
+    source = Source(args.source, args.start_frame)  # a bad source fails before the model loads
     detector = Detector(args.model, device=args.device, conf=args.conf, iou=args.iou,
                         end2end=True if args.end2end else None)
     out_dir = Path(args.out) if args.out else (Path("runs/camera") if args.headless else None)
@@ -132,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     size = (0, 0)
     frames = 0
     fps = 0.0
+    busy = 0.0  # seconds spent in the detector (preprocess, inference, decode)
     done = False
     try:
         try:
@@ -139,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
                 start = time.perf_counter()
                 detections = detector(frame)
                 elapsed = max(time.perf_counter() - start, 1e-9)
+                busy += elapsed
                 fps = 1.0 / elapsed if frames == 0 else 0.9 * fps + 0.1 / elapsed
                 annotated = draw(frame, detections, fps)
                 if out_dir is not None:
@@ -175,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
     if out_dir is not None and partial:
         os.replace(partial[0], out_dir / "annotated.mp4")
         os.replace(partial[1], out_dir / "detections.jsonl")
-    print(f"camera: {frames} frames" + (f", output in {out_dir}" if out_dir is not None and partial else ""))
+    speed = f", detector {1000 * busy / frames:.1f} ms/frame ({frames / busy:.1f} FPS)" if frames else ""
+    print(f"camera: {frames} frames{speed}" + (f", output in {out_dir}" if out_dir is not None and partial else ""))
     return 0
 
 
@@ -192,6 +203,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--end2end", action="store_true",
                    help="for a .pt YOLO26 checkpoint, run its NMS-free one-to-one head (an export has its own layout)")
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (default: the whole stream)")
+    p.add_argument("--start-frame", type=int, default=0, help="skip the first N frames of a video or image folder")
     return p.parse_args(argv)
 
 

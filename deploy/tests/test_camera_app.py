@@ -57,6 +57,17 @@ def test_headless_run_writes_every_frame_and_one_json_line_per_frame(model, vide
     assert sorted(p.name for p in out.iterdir()) == ["annotated.mp4", "detections.jsonl"]
 
 
+def test_start_frame_skips_the_head_of_the_clip_and_the_run_reports_the_detector_speed(model, video, tmp_path):
+    out = tmp_path / "out"
+    r = camera("--model", str(model), "--source", str(video), "--headless", "--out", str(out), "--start-frame", "8")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len((out / "detections.jsonl").read_text().splitlines()) == FRAMES - 8
+    assert f"camera: {FRAMES - 8} frames, detector " in r.stdout and "FPS)" in r.stdout
+    r = camera("--model", str(model), "--source", str(video), "--headless", "--out", str(tmp_path / "x"),
+               "--start-frame", "-1")
+    assert r.returncode == 2 and r.stderr.strip() == "camera: error: --start-frame -1: pass a frame index >= 0"
+
+
 def test_headless_run_with_an_nms_free_end_to_end_onnx_writes_detections(detect_ckpt_yolo26, video, tmp_path):
     model = SlimContext(imgsz=GEN_IMGSZ).export(detect_ckpt_yolo26, "onnx", tmp_path / "e2e.onnx", nms=False,
                                                 parity=False)
