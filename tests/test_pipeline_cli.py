@@ -72,15 +72,18 @@ def test_report_compares_original_stage_checkpoint_and_onnx(compressed):
     run, _, r = compressed
     report = json.loads((run / "report.json").read_text())
     rows = report["measurements"]
-    assert [m["name"] for m in rows] == ["original", "l2shrink", "export"]
-    assert [m["format"] for m in rows] == ["pt", "pt", "onnx"]
+    # The original exported to FP32 ONNX sits beside the ONNX artifact: its speed-up is like for like.
+    assert [m["name"] for m in rows] == ["original", "original (onnx fp32)", "l2shrink", "export"]
+    assert [m["format"] for m in rows] == ["pt", "onnx", "pt", "onnx"]
     assert all(m["extra"]["testplug_seen"] == m["name"] for m in rows)
-    ft, onnx = rows[1], rows[2]
+    base, ft, onnx = rows[1], rows[2], rows[3]
+    assert base["path"].endswith("00_original/original.onnx") and abs(base["map50_95"] - rows[0]["map50_95"]) <= 0.01
     assert abs(ft["map50_95"] - onnx["map50_95"]) <= 0.01
     assert ft["params"] == pytest.approx(onnx["params"], rel=0.01)
     assert all(m["latency_p50_ms"] > 0 for m in rows)
     md = (run / "report.md").read_text()
     assert "| l2shrink |" in md and "testplug_seen" in md
+    assert "| export | original (onnx fp32) |" in md and "| l2shrink | original |" in md
     assert not list(run.rglob("*.tmp"))
 
 
