@@ -14,6 +14,7 @@ The pieces work on their own as well::
 
 from yoloslim_distill.distiller import Distiller, term_name
 from yoloslim_distill.options import DEFAULT_WEIGHTS, METHODS, DistillOptions, parse_options
+from yoloslim_distill.pairing import fit_methods
 from yoloslim_distill.teacher import Teacher, check_same_classes
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Distiller",
     "Teacher",
     "check_same_classes",
+    "fit_methods",
     "parse_options",
     "term_name",
 ]

@@ -5,17 +5,32 @@ They live beside the model (in the run's state), never inside it, so no checkpoi
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
 
-def head_inputs(model: nn.Module, imgsz: int = 64) -> tuple[list[int], int, int]:
-    """Run ``model`` once on a blank image and return what its ``Detect`` head sees and makes.
+class HeadInfo(NamedTuple):
+    """What a detection model's ``Detect`` head sees and makes, read from one forward pass.
+
+    Attributes:
+        channels: Widths of the feature maps that feed ``Detect``, one per level.
+        anchors: Number of anchors (positions over all levels) at the probe image size.
+        reg_max: Box bins per side: DFL bins, or 1 for a head that regresses the distances directly (YOLO26).
+        one2one: Whether the head has an NMS-free one-to-one branch beside its one-to-many one (YOLO26).
+    """
+
+    channels: list[int]
+    anchors: int
+    reg_max: int
+    one2one: bool
+
+
+def head_info(model: nn.Module, imgsz: int = 64) -> HeadInfo:
+    """Run ``model`` once on a blank ``imgsz`` image and return what its ``Detect`` head sees and makes.
 
     The widths come from a forward pass, not from the YAML, so a pruned model's irregular widths are right.
-
-    Returns:
-        (channels of each feature map that feeds ``Detect``, number of anchors at ``imgsz``, DFL bins per side).
     """
     param = next(model.parameters())
     was_training = model.training
@@ -26,18 +41,33 @@ def head_inputs(model: nn.Module, imgsz: int = 64) -> tuple[list[int], int, int]
     finally:
         model.train(was_training)
     raw = head_outputs(out)
-    return [f.shape[1] for f in raw["feats"]], raw["scores"].shape[-1], raw["boxes"].shape[1] // 4
+    return HeadInfo([f.shape[1] for f in raw["feats"]], raw["scores"].shape[-1], raw["boxes"].shape[1] // 4,
+                    one2one_outputs(out) is not None)
+
+
+def _raw(out: object) -> object:
+    return out[1] if isinstance(out, (tuple, list)) else out
 
 
 def head_outputs(out: object) -> dict:
-    """The raw prediction dict of ``Detect`` from a model's output in train or eval mode (one-to-many branch)."""
-    if isinstance(out, (tuple, list)):
-        out = out[1]
+    """The raw prediction dict of ``Detect`` from a model's output in train or eval mode (one-to-many branch).
+
+    A head whose one-to-many branch was fused away (an end-to-end head after ``fuse()``) gives its one-to-one branch.
+    """
+    out = _raw(out)
     if isinstance(out, dict) and "one2many" in out:
-        out = out["one2many"]
+        out = out["one2many"] or out.get("one2one")
     if not isinstance(out, dict) or "feats" not in out:
         raise TypeError(f"expected Ultralytics Detect outputs with 'boxes', 'scores' and 'feats', got {type(out)}")
     return out
+
+
+def one2one_outputs(out: object) -> dict | None:
+    """The raw one-to-one branch (``boxes``, ``scores``) of an end-to-end head beside its one-to-many one, else None."""
+    out = _raw(out)
+    if isinstance(out, dict) and out.get("one2many") and out.get("one2one"):
+        return out["one2one"]
+    return None
 
 
 def align(c_in: int, c_out: int) -> nn.Module:

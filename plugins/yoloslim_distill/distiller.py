@@ -10,11 +10,10 @@ from torch import nn
 from yoloslim.errors import ModelError
 
 from . import losses
-from .adapters import build_adapters, head_inputs, head_outputs
+from .adapters import build_adapters, head_info, head_outputs, one2one_outputs
 from .options import DistillOptions
+from .pairing import fit_methods
 from .teacher import Teacher, check_same_classes
-
-HEAD_METHODS = ("logit", "ld")
 
 
 def term_name(method: str) -> str:
@@ -25,37 +24,40 @@ def term_name(method: str) -> str:
 class Distiller:
     """Computes the distillation terms of a student's training batch.
 
+    The head methods (``logit``, ``ld``) compare the one-to-many branches, which Ultralytics' loss trains in every
+    model. When both models also have an NMS-free one-to-one branch (YOLO26 taught by YOLO26), the same term is
+    computed on the one-to-one branches as well and the two are averaged, so the branch NMS-free deployment runs
+    learns from the teacher's own one-to-one scores. A teacher without that branch teaches the one-to-many branch
+    only: its scores (several anchors per object) would fight the student's one-to-one assignment.
+
     Args:
         teacher: The frozen teacher.
         student: The student (a ``DetectionModel``, pruned or not); only read to size the adapters.
         opts: The stage's validated options.
         imgsz: Image size of the dummy forward that reads the feature widths (any multiple of the largest stride).
 
+    Attributes:
+        opts: The options with the default methods the pair cannot use left out (:func:`~.pairing.fit_methods`).
+        notes: One line per default method left out.
+
     Raises:
         DataError: When teacher and student classes differ.
-        ModelError: When their heads cannot be compared (levels, anchors, DFL bins) for the chosen methods.
+        ModelError: When their heads see different feature levels or strides.
+        RecipeError: When a method named in the options cannot distil this pair (e.g. ``ld`` without common DFL bins).
     """
 
     def __init__(self, teacher: Teacher, student: nn.Module, opts: DistillOptions, imgsz: int = 64) -> None:
         """Check the pair and build the adapters on the student's device."""
         check_same_classes(teacher.model, student, teacher.path)
         device = next(student.parameters()).device
+        s_info, t_info = head_info(student, imgsz), head_info(teacher.model, imgsz)
+        self.opts, self.notes = fit_methods(opts, s_info, t_info)
         self.teacher = teacher.to(device)
-        self.opts = opts
-        s_ch, s_anchors, s_bins = head_inputs(student, imgsz)
-        t_ch, t_anchors, t_bins = head_inputs(teacher.model, imgsz)
-        if len(s_ch) != len(t_ch):
-            raise ModelError(f"teacher '{teacher.path}' feeds its head {len(t_ch)} feature levels but the student "
-                             f"{len(s_ch)}; distil between detectors with the same levels")
-        if s_anchors != t_anchors and any(m in opts.methods for m in HEAD_METHODS):
-            raise ModelError(f"teacher '{teacher.path}' predicts {t_anchors} anchors at {imgsz} px but the student "
-                             f"{s_anchors} (different strides); use feature methods (cwd, mgd, sl2) only")
-        if s_bins != t_bins and "ld" in opts.methods:
-            raise ModelError(f"teacher '{teacher.path}' has {t_bins} DFL bins per side but the student {s_bins}; "
-                             "'ld' needs the same reg_max, drop it from 'method'")
-        self.widths = {"student": s_ch, "teacher": t_ch}
-        self.reg_max = s_bins
-        self.adapters = build_adapters(opts.methods, s_ch, t_ch, opts.mgd_mask_ratio).to(device)
+        self.widths = {"student": s_info.channels, "teacher": t_info.channels}
+        self.reg_max = s_info.reg_max
+        self.one2one = s_info.one2one and t_info.one2one
+        self.adapters = build_adapters(self.opts.methods, s_info.channels, t_info.channels,
+                                       self.opts.mgd_mask_ratio).to(device)
         self.adapters.train()
 
     def parameters(self) -> list[nn.Parameter]:
@@ -73,19 +75,28 @@ class Distiller:
         """
         student = head_outputs(preds)
         teacher = self.teacher(img)
+        branches = [(student, teacher)]
+        if self.one2one and teacher["one2one"] is not None:
+            s_o2o = one2one_outputs(preds)
+            if s_o2o is not None:
+                branches.append((s_o2o, teacher["one2one"]))
         o = self.opts
         weight = losses.teacher_confidence(teacher["scores"])  # (B, A)
         out: dict[str, torch.Tensor] = {}
         for m in o.methods:
-            if m == "logit":
-                value = losses.logit_kd(student["scores"], teacher["scores"], o.temperature)
-            elif m == "ld":
-                value = losses.localization_kd(student["boxes"], teacher["boxes"], weight, self.reg_max,
-                                               o.temperature)
+            if m in ("logit", "ld"):
+                value = sum(self._head_loss(m, s, t) for s, t in branches) / len(branches)
             else:
                 value = self._feature_loss(m, student["feats"], teacher["feats"], weight)
             out[term_name(m)] = value * o.weight_at(m, epoch, epochs)
         return out
+
+    def _head_loss(self, method: str, student: dict[str, Any], teacher: dict[str, Any]) -> torch.Tensor:
+        """``logit`` or ``ld`` between one branch of the student's head and the same branch of the teacher's."""
+        if method == "logit":
+            return losses.logit_kd(student["scores"], teacher["scores"], self.opts.temperature)
+        return losses.localization_kd(student["boxes"], teacher["boxes"], losses.teacher_confidence(teacher["scores"]),
+                                      self.reg_max, self.opts.temperature)
 
     def _feature_loss(self, method: str, s_feats: list[torch.Tensor], t_feats: list[torch.Tensor],
                       weight: torch.Tensor) -> torch.Tensor:

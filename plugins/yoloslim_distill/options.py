@@ -24,8 +24,10 @@ STAGE_TYPE = StageType(
     help="train the model with a frozen teacher's soft labels and features (logit, ld, cwd, mgd, sl2)",
     options={
         "teacher": Option(str, REQUIRED, "teacher checkpoint (.pt) with the same class names as the student"),
-        "method": Option((str, list), ",".join(DEFAULT_METHODS),
-                         "methods, comma-separated: logit (class scores), ld (box bins), cwd, mgd, sl2 (features)"),
+        "method": Option((str, list), None,
+                         "methods, comma-separated: logit (class scores), ld (box bins), cwd, mgd, sl2 (features); "
+                         f"default {','.join(DEFAULT_METHODS)}, without ld where teacher and student have no common "
+                         "DFL bins (e.g. a YOLO26 model, reg_max 1)"),
         "weights": Option((str, dict), None, "per-method loss weights, e.g. 'logit=1,cwd=2' "
                                              f"(defaults {','.join(f'{k}={v:g}' for k, v in DEFAULT_WEIGHTS.items())})"),
         "final_weight": Option(float, 1.0, "every weight decays linearly to this fraction of itself by the last epoch"),
@@ -41,7 +43,12 @@ STAGE_TYPE = StageType(
 
 @dataclass(frozen=True)
 class DistillOptions:
-    """Validated options of one ``distill`` stage (see :data:`STAGE_TYPE` for their meaning)."""
+    """Validated options of one ``distill`` stage (see :data:`STAGE_TYPE` for their meaning).
+
+    ``defaulted`` holds the methods the stage chose itself because ``method`` was not given (and that no weight
+    names): one of them a teacher/student pair cannot use is left out (:func:`yoloslim_distill.pairing.fit_methods`),
+    while a method the user asked for must work with the pair or the stage fails before training.
+    """
 
     teacher: str
     weights: dict[str, float] = field(default_factory=lambda: {m: DEFAULT_WEIGHTS[m] for m in DEFAULT_METHODS})
@@ -50,6 +57,7 @@ class DistillOptions:
     cwd_temperature: float = 1.0
     mgd_mask_ratio: float = 0.65
     teacher_precision: str = "auto"
+    defaulted: frozenset[str] = frozenset()
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -79,7 +87,8 @@ def _methods(value: Any, where: str) -> list[str]:
     return methods
 
 
-def _weights(value: Any, methods: list[str], where: str) -> dict[str, float]:
+def _given_weights(value: Any, where: str) -> dict[str, Any]:
+    """The ``weights`` option as {method: value}, from 'ld=2,cwd=3' or a mapping (values not yet checked)."""
     given: dict[str, Any] = {}
     if isinstance(value, str):
         for item in filter(None, (s.strip() for s in value.split(","))):
@@ -89,6 +98,10 @@ def _weights(value: Any, methods: list[str], where: str) -> dict[str, float]:
             given[key.strip().lower()] = num.strip()
     elif isinstance(value, dict):
         given = {str(k).lower(): v for k, v in value.items()}
+    return given
+
+
+def _weights(given: dict[str, Any], methods: list[str], where: str) -> dict[str, float]:
     weights = {m: DEFAULT_WEIGHTS[m] for m in methods}
     for key, num in given.items():
         if key not in methods:
@@ -119,7 +132,10 @@ def parse_options(options: dict[str, Any], where: str = "stage 'distill'") -> Di
     if not teacher:
         raise _error(where, "missing 'teacher' (the teacher checkpoint, e.g. weights/teacher_yolov8s.pt)")
     methods = _methods(o.get("method") or ",".join(DEFAULT_METHODS), where)
-    weights = _weights(o.get("weights"), methods, where)
+    given = _given_weights(o.get("weights"), where)
+    weights = _weights(given, methods, where)
+    # Without 'method', the default methods a pair cannot use are left out, unless a weight asks for them.
+    defaulted = frozenset() if o.get("method") else frozenset(m for m in methods if m not in given)
     final = o.get("final_weight", 1.0)
     if final is None or final < 0:
         raise _error(where, f"'final_weight' must be >= 0, got {final}")
@@ -130,4 +146,5 @@ def parse_options(options: dict[str, Any], where: str = "stage 'distill'") -> Di
     if ratio is None or not 0.0 <= ratio < 1.0:
         raise _error(where, f"'mgd_mask_ratio' must be in [0, 1), got {ratio}")
     return DistillOptions(str(teacher), weights, float(final), float(o.get("temperature", 2.0)),
-                          float(o.get("cwd_temperature", 1.0)), float(ratio), o.get("teacher_precision") or "auto")
+                          float(o.get("cwd_temperature", 1.0)), float(ratio), o.get("teacher_precision") or "auto",
+                          defaulted)

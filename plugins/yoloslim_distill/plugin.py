@@ -21,8 +21,10 @@ from ultralytics.utils.torch_utils import unwrap_model
 from yoloslim import hookimpl
 from yoloslim.recipe import StageType
 
+from .adapters import head_info
 from .distiller import Distiller
 from .options import STAGE_TYPE, DistillOptions, parse_options
+from .pairing import fit_methods
 from .teacher import Teacher, check_same_classes
 
 _KEY = "distill"
@@ -67,12 +69,16 @@ def yoloslim_stage_types() -> list[StageType]:
 
 @hookimpl
 def yoloslim_transform_model(model: nn.Module, stage: Any, ctx: Any) -> nn.Module | None:
-    """Load the teacher and check it predicts the student's classes; the student is returned as it is."""
+    """Load the teacher and check the pair (classes, heads, methods) before training; the student is returned as is."""
     if stage.type != "distill":
         return None
-    opts = parse_options(stage.options, f"stage '{stage.name}'")
+    where = f"stage '{stage.name}'"
+    opts = parse_options(stage.options, where)
     teacher = Teacher.load(opts.teacher, opts.teacher_precision)
     check_same_classes(teacher.model, model, opts.teacher)
+    opts, notes = fit_methods(opts, head_info(model), head_info(teacher.model), where)
+    for note in notes:
+        ctx.logger.info("%s: %s", where, note)
     if stage.epochs > 0:
         _state(ctx)["teacher"] = teacher  # train start takes it from here instead of loading it again
     ctx.logger.info("teacher %s (%d parameters), methods %s", opts.teacher,
@@ -95,7 +101,7 @@ def yoloslim_train_start(trainer: Any, ctx: Any) -> None:
     state["distiller"] = distiller
     w = distiller.widths
     ctx.logger.info("distilling with %s; feature widths student %s, teacher %s; %d adapter parameters; "
-                    "teacher forward in %s", ", ".join(f"{m}={v:g}" for m, v in opts.weights.items()),
+                    "teacher forward in %s", ", ".join(f"{m}={v:g}" for m, v in distiller.opts.weights.items()),
                     w["student"], w["teacher"],
                     sum(p.numel() for p in distiller.parameters()), distiller.teacher.dtype or "float32")
 

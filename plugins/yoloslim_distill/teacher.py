@@ -11,7 +11,7 @@ from torch import nn
 
 from yoloslim.errors import DataError
 
-from .adapters import head_outputs
+from .adapters import head_outputs, one2one_outputs
 
 
 def class_names(model: nn.Module) -> list[str]:
@@ -79,6 +79,7 @@ class Teacher:
     def __call__(self, img: torch.Tensor) -> dict[str, Any]:
         """Raw ``Detect`` outputs of the teacher for ``img``: float32 ``scores``, ``boxes`` and ``feats``.
 
+        ``one2one`` holds the ``scores`` and ``boxes`` of an end-to-end head's one-to-one branch (YOLO26), else None.
         Run under ``torch.inference_mode`` (optionally in reduced precision), then copied to ordinary tensors so
         the student's losses may save them for backward.
         """
@@ -86,7 +87,10 @@ class Teacher:
         cast = (torch.autocast(device.type, dtype=self.dtype) if self.dtype is not None
                 else contextlib.nullcontext())
         with torch.inference_mode(), cast:
-            raw = head_outputs(self.model(img))
+            out = self.model(img)
+            raw, o2o = head_outputs(out), one2one_outputs(out)
             scores, boxes, feats = raw["scores"], raw["boxes"], list(raw["feats"])
+            o2o = None if o2o is None else {k: o2o[k] for k in ("scores", "boxes")}
         return {"scores": scores.float().clone(), "boxes": boxes.float().clone(),
-                "feats": [f.float().clone() for f in feats]}
+                "feats": [f.float().clone() for f in feats],
+                "one2one": None if o2o is None else {k: v.float().clone() for k, v in o2o.items()}}

@@ -15,9 +15,11 @@ import torch
 from yoloslim_test_support import run_cli, subprocess_env
 
 from yoloslim.context import SlimContext
-from yoloslim.errors import DataError, RecipeError
+from yoloslim.errors import DataError, ModelError, RecipeError
 from yoloslim.recipe import Stage
-from yoloslim_distill import METHODS, Distiller, Teacher, parse_options, plugin, term_name
+from yoloslim_distill import METHODS, Distiller, Teacher, fit_methods, parse_options, plugin, term_name
+from yoloslim_distill import losses
+from yoloslim_distill.adapters import HeadInfo
 from yoloslim_distill.options import STAGE_TYPE
 
 IMGSZ = 64
@@ -241,3 +243,126 @@ def test_cli_rejects_an_unknown_method_in_one_line_before_any_work(tiny_data, ti
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("yoloslim: error: ") and "unknown distillation method 'fitnet'; choose from logit" in last
     assert not (tmp_path / "x.pt").exists() and not (tmp_path / "run").exists()
+
+
+STUDENTS = ["yolo11n.yaml", "yolo26n.yaml"]
+TEACHERS = ["yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml"]
+
+
+@pytest.mark.parametrize("teacher_cfg", TEACHERS)
+@pytest.mark.parametrize("student_cfg", STUDENTS)
+def test_every_method_trains_a_yolo11_or_yolo26_student_or_is_refused_before_training(student_cfg, teacher_cfg):
+    teacher_net = _model(teacher_cfg, seed=0)
+    student = _model(student_cfg, seed=1)
+    x = _images()
+    no_common_bins = "yolo26" in student_cfg or "yolo26" in teacher_cfg  # YOLO26: reg_max 1, no DFL bins
+    for method in METHODS:
+        teacher = Teacher(copy.deepcopy(teacher_net), "t.pt", "fp32")
+        if method == "ld" and no_common_bins:
+            with pytest.raises(RecipeError, match="method 'ld' distils the box bins of the DFL, but"):
+                Distiller(teacher, student, _opts(method), IMGSZ)
+            continue
+        distiller = Distiller(teacher, student, _opts(method), IMGSZ)
+        student.train().zero_grad()
+        value = distiller.losses(x, student(x))[term_name(method)]
+        assert torch.isfinite(value) and value.item() > 1e-4, method
+        value.backward()
+        assert sum(p.grad.abs().sum().item() for p in student.parameters() if p.grad is not None) > 0, method
+
+
+def test_default_methods_leave_ld_out_without_common_dfl_bins_and_requested_ld_is_refused():
+    v8 = HeadInfo([64, 128, 256], 84, 16, False)
+    y26 = HeadInfo([64, 128, 256], 84, 1, True)
+    default = parse_options({"teacher": "t.pt"})
+    assert default.methods == ("logit", "ld", "cwd")
+    assert fit_methods(default, v8, v8) == (default, [])
+    for student, teacher, why in ((y26, v8, "the teacher has 16 DFL bins per box side and the student no DFL bins"),
+                                  (v8, y26, "the teacher has no DFL bins (reg_max 1, as in YOLO26) and the student 16"),
+                                  (y26, y26, "neither model has any")):
+        fitted, notes = fit_methods(default, student, teacher)
+        assert fitted.methods == ("logit", "cwd") and fitted.weights == {"logit": 0.5, "cwd": 3.0}
+        assert len(notes) == 1 and notes[0].startswith("'ld' left out of the default methods") and why in notes[0]
+    for asked in ({"method": "logit,ld"}, {"weights": "ld=2"}):  # named in 'method', or asked for by a weight
+        with pytest.raises(RecipeError, match=r"stage 'kd': method 'ld' .* remove 'ld' from 'method'"):
+            fit_methods(parse_options({"teacher": "t.pt", **asked}), y26, v8, "stage 'kd'")
+    with pytest.raises(ModelError, match="different strides"):
+        fit_methods(default, HeadInfo([64, 128, 256], 21, 16, False), v8)
+
+
+def test_yolo26_teacher_also_distils_the_one_to_one_branch_of_a_yolo26_student():
+    teacher_net = _model("yolo26n.yaml", seed=0)
+    student = _model("yolo26n.yaml", seed=1).train()
+    x = _images()
+    distiller = Distiller(Teacher(copy.deepcopy(teacher_net), "t.pt", "fp32"), student, _opts("logit"), IMGSZ)
+    assert distiller.one2one
+    preds = student(x)
+    t = distiller.teacher(x)
+    value = distiller.losses(x, preds)["kd_logit"]
+    branches = [losses.logit_kd(preds[b]["scores"], t_b["scores"], 2.0)
+                for b, t_b in (("one2many", t), ("one2one", t["one2one"]))]
+    assert value.item() == pytest.approx(0.5 * (branches[0] + branches[1]).item() / 2, rel=1e-5)  # weight 0.5
+    value.backward()
+    head = student.model[-1]
+    assert head.one2one_cv3[0][-1].weight.grad.abs().sum() > 0 and head.cv3[0][-1].weight.grad.abs().sum() > 0
+
+    twin = copy.deepcopy(teacher_net).eval()  # a copy matches the teacher on both branches
+    same = Distiller(Teacher(copy.deepcopy(teacher_net), "t.pt", "fp32"), twin, _opts("logit"), IMGSZ)
+    with torch.no_grad():
+        assert abs(same.losses(x, twin(x))["kd_logit"].item()) < 1e-5
+
+    student.zero_grad()  # a teacher without a one-to-one branch teaches the one-to-many branch only
+    other = Distiller(Teacher(_model("yolo11n.yaml"), "t.pt", "fp32"), student, _opts("logit"), IMGSZ)
+    assert not other.one2one
+    other.losses(x, student(x))["kd_logit"].backward()
+    assert head.one2one_cv3[0][-1].weight.grad is None and head.cv3[0][-1].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("student_fixture,teacher_fixture,method,terms", [
+    ("tiny_ckpt_yolo26", "tiny_ckpt", None, ["kd_logit", "kd_cwd"]),  # the default adapts: no 'ld' for YOLO26
+    ("tiny_ckpt_yolo11", "tiny_ckpt_yolo26", "logit,mgd,sl2", ["kd_logit", "kd_mgd", "kd_sl2"]),
+    ("tiny_ckpt_yolo26", "tiny_ckpt_yolo26", "logit,cwd", ["kd_logit", "kd_cwd"]),
+])
+def test_distill_stage_trains_yolo11_and_yolo26_students_one_epoch(student_fixture, teacher_fixture, method, terms,
+                                                                    request, tiny_data, tmp_path, caplog):
+    import logging
+
+    from yoloslim.model_io import load_checkpoint
+    from yoloslim.pipeline import run_stage
+    from yoloslim.plugins import get_plugin_manager
+
+    student, teacher = request.getfixturevalue(student_fixture), request.getfixturevalue(teacher_fixture)
+    options = {**_stage_defaults(), "teacher": str(teacher), **({"method": method} if method else {})}
+    stage = Stage(0, "distill", "distill", options, epochs=1, train={"batch": 8, "warmup_epochs": 0, "val": False})
+    ctx = SlimContext(run_dir=tmp_path, data=str(tiny_data), imgsz=IMGSZ, stage=stage, stage_dir=tmp_path / "kd",
+                      plugins=get_plugin_manager())
+    with caplog.at_level(logging.INFO, logger="yoloslim.plugin.distill"):
+        out = run_stage(stage, student, ctx)
+
+    rows = [{k.strip(): v for k, v in r.items()}
+            for r in csv.DictReader((tmp_path / "kd" / "train" / "results.csv").open())]
+    assert [k for k in rows[0] if k.startswith("train/kd_")] == [f"train/{t}" for t in terms]
+    assert all(float(rows[0][f"train/{t}"]) > 0 for t in terms)
+    left_out = [r.getMessage() for r in caplog.records if "left out of the default methods" in r.getMessage()]
+    assert len(left_out) == (1 if method is None else 0)
+    trained, _ = load_checkpoint(out)
+    original, _ = load_checkpoint(student)
+    shapes = {k: v.shape for k, v in original.state_dict().items()}
+    assert {k: v.shape for k, v in trained.state_dict().items()} == shapes
+    assert b"yoloslim_distill" not in out.read_bytes()
+
+
+def test_cli_refuses_ld_for_a_yolo26_student_in_one_line_before_training(tiny_data, tiny_ckpt, tiny_ckpt_yolo26,
+                                                                         tmp_path, capsys):
+    from yoloslim.cli import main
+
+    code = main(["distill", str(tiny_ckpt_yolo26), "--teacher", str(tiny_ckpt), "--data", str(tiny_data),
+                 "--method", "logit,ld", "--epochs", "1", "--imgsz", str(IMGSZ), "--out", str(tmp_path / "x.pt"),
+                 "--run-dir", str(tmp_path / "run")])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in err if "error" in line] == [err[-1]]
+    assert err[-1].startswith("yoloslim: error: stage 'distill': method 'ld' distils the box bins of the DFL, but the "
+                              "teacher has 16 DFL bins per box side and the student no DFL bins")
+    assert "remove 'ld' from 'method'" in err[-1]
+    assert not (tmp_path / "x.pt").exists()
+    assert not list((tmp_path / "run").rglob("*.pt")) and not list((tmp_path / "run").rglob("train"))

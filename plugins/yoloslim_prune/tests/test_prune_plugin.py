@@ -56,9 +56,14 @@ def test_channel_prune_half_cuts_macs_by_40_percent_keeps_shapes_and_finite_outp
     head = model.model[-1]
     assert [seq[-1].out_channels for seq in head.cv3] == [8, 8, 8]  # class and box outputs stay intact
     assert [seq[-1].out_channels for seq in head.cv2] == [4 * head.reg_max] * 3
+    if cfg.startswith("yolo26"):  # the one-to-one branch: final convs intact, inner convs pruned like the other's
+        assert [seq[-1].out_channels for seq in head.one2one_cv3] == [8, 8, 8]
+        assert [seq[-1].out_channels for seq in head.one2one_cv2] == [4] * 3
+        assert [seq[0].conv.out_channels for seq in head.one2one_cv2] == [seq[0].conv.out_channels for seq in head.cv2]
+        assert head.one2one_cv2[0][0].conv.out_channels < 16
 
 
-@pytest.mark.parametrize("cfg", ["yolov8n.yaml", "yolo11n.yaml"])
+@pytest.mark.parametrize("cfg", MODELS)
 def test_split_blocks_compute_exactly_what_c2f_c3k2_and_c2psa_compute(cfg):
     model = _model(cfg)
     x = torch.rand(1, 3, 64, 64)
@@ -218,6 +223,86 @@ def test_cli_prune_writes_a_checkpoint_that_reloads_and_trains_at_its_pruned_wid
                        capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "WIDTHS KEPT" in r.stdout
+
+
+# Each method on a real (1-epoch) YOLO11 and YOLO26 checkpoint: options, and what the pruned model must show.
+STAGE_METHODS = {
+    "channel": {"target_macs": 0.5},
+    "depth": {"ratio": 0.5, "importance": "l2"},
+    "magnitude": {"ratio": 0.5},
+}
+
+RELOAD_SCRIPT = """
+import json, sys, torch
+from ultralytics import YOLO
+rows = {}
+for path in sys.argv[1:]:
+    net = YOLO(path).model.eval()
+    head = net.model[-1]
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        y = net(x)[0]
+        head.end2end = getattr(head, "one2one_cv2", None) is not None  # NMS-free output where the head has it
+        e2e = net(x)[0]
+    rows[path] = {"shape": list(y.shape), "e2e": list(e2e.shape), "finite": bool(torch.isfinite(y).all()),
+                  "params": sum(p.numel() for p in net.parameters()),
+                  "types": sorted({type(m).__name__ for m in net.modules()})}
+print("ROWS", json.dumps(rows))
+"""
+
+
+def _inner_blocks(model) -> int:
+    return sum(len(m.m) for m in model.modules() if type(m).__name__ in ("C2f", "C3k2", "SplitC2f"))
+
+
+@pytest.mark.parametrize("generation", ["tiny_ckpt_yolo11", "tiny_ckpt_yolo26"])
+def test_every_prune_method_shrinks_yolo11_and_yolo26_checkpoints_that_finetune_and_reload_with_plain_yolo(
+        generation, request, tiny_data, tmp_path):
+    import subprocess
+
+    from yoloslim.model_io import load_checkpoint
+    from yoloslim.pipeline import run_stage
+    from yoloslim.plugins import get_plugin_manager
+
+    ckpt = request.getfixturevalue(generation)
+    original, _ = load_checkpoint(ckpt)
+    macs0, blocks0 = gflops(original, 64), _inner_blocks(original)
+    params0 = sum(p.numel() for p in original.parameters())
+    outs = {}
+    for method, options in STAGE_METHODS.items():
+        stage = _stage(epochs=1, method=method, **options)
+        stage.train = {"batch": 8, "warmup_epochs": 0, "val": False}
+        ctx = SlimContext(run_dir=tmp_path, data=str(tiny_data), imgsz=64, stage=stage, stage_dir=tmp_path / method,
+                          plugins=get_plugin_manager())
+        outs[method] = run_stage(stage, ckpt, ctx)
+        assert (tmp_path / method / "train" / "weights" / "last.pt").is_file()  # fine-tuned through the stage
+    models = {m: load_checkpoint(path)[0] for m, path in outs.items()}
+
+    channel = models["channel"]
+    assert 0.4 <= gflops(channel, 64) / macs0 <= 0.5
+    head = channel.model[-1]
+    branches = ["cv2", "cv3"] + (["one2one_cv2", "one2one_cv3"] if generation.endswith("yolo26") else [])
+    for name, want in zip(branches, [4 * head.reg_max, head.nc] * 2):  # prediction convs of every branch intact
+        assert [seq[-1].out_channels for seq in getattr(head, name)] == [want] * 3, name
+    assert _inner_blocks(models["depth"]) == blocks0 - round(0.5 * blocks0)
+    assert gflops(models["depth"], 64) < macs0
+    for m in ("channel", "depth"):
+        assert sum(p.numel() for p in models[m].parameters()) < params0
+    assert sparsity(models["magnitude"]) == pytest.approx(0.5, abs=0.01)  # the zeros survived the fine-tune
+
+    r = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, *map(str, outs.values())], capture_output=True,
+                       text=True, env=subprocess_env(), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads(r.stdout.split("ROWS", 1)[1])
+    with torch.no_grad():
+        ref = original.eval()(torch.rand(2, 3, 64, 64))[0]
+    e2e = [2, 84, 6] if generation.endswith("yolo26") else list(ref.shape)  # 84 anchors at 64 px, fewer than max_det
+    for method, path in outs.items():
+        row = rows[str(path)]
+        assert row["shape"] == list(ref.shape) and row["finite"], method
+        assert row["e2e"] == e2e, method
+        assert row["params"] == sum(p.numel() for p in models[method].parameters()), method
+    assert {"SplitC2f", "SplitC2PSA"} <= set(rows[str(outs["channel"])]["types"])
 
 
 def test_cli_rejects_ratio_with_target_macs_in_one_line(tiny_data, tiny_ckpt, tmp_path):
