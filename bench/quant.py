@@ -35,7 +35,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from runner import RESULTS, STUDENT, WORK, bundled_data, export_onnx, measure_rows, setup_logging, write_results
+from runner import (RESULTS, STUDENT, WORK, bundled_data, export_onnx, load_average, measure_rows, setup_logging,
+                    write_results)
 
 from yoloslim.checkpoint import atomic_write_json, atomic_write_text
 from yoloslim.measure import Measurement
@@ -244,13 +245,6 @@ def build(a: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
     return manifest
 
 
-def _load_avg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
-
-
 def latency(a: argparse.Namespace, manifest: dict[str, Any], data: Path) -> tuple[dict[str, list[Measurement]],
                                                                                   dict[str, Any]]:
     """Time every variant at each latency size (interleaved) and profile the 640 px graphs."""
@@ -260,7 +254,7 @@ def latency(a: argparse.Namespace, manifest: dict[str, Any], data: Path) -> tupl
 
     files = manifest["files"]
     sections: dict[str, list[Measurement]] = {}
-    load_before = _load_avg()
+    load_before = load_average()
     for s in manifest["latency_sizes"]:
         rows = [(name, Path(files[name][str(s)])) for name in ORDER if str(s) in files[name]]
         sections[f"latency @ {s}, 2 threads (interleaved)"] = measure_rows(
@@ -270,7 +264,7 @@ def latency(a: argparse.Namespace, manifest: dict[str, Any], data: Path) -> tupl
     profiles = {name: profile_ops(files[name][str(size)], image, runs=a.profile_runs)
                 for name in ORDER if str(size) in files[name]}
     return sections, {"profiles": profiles, "profile_imgsz": size, "load_before": load_before,
-                      "load_after": _load_avg()}
+                      "load_after": load_average()}
 
 
 def _verdicts(acc: dict[str, Measurement], lat: dict[str, Measurement], size: int) -> list[str]:

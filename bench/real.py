@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner import RESULTS, ROOT, WORK, measure_rows, setup_logging, write_results
+from runner import RESULTS, ROOT, WORK, load_average, measure_rows, setup_logging, write_results
 
 from yoloslim.checkpoint import atomic_write_json, atomic_write_text
 from yoloslim.measure import Measurement
@@ -125,13 +125,6 @@ def build(names: list[str], rebuild: list[str], work: Path) -> dict[str, Any]:
     return manifest
 
 
-def _load_avg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
-
-
 def measure(manifest: dict[str, Any], names: list[str], runs: int, profile_runs: int) -> dict[str, Any]:
     """Agreement on the held-out split, interleaved latency and ORT profiles for each checkpoint."""
     from yoloslim.measure import latency_image
@@ -139,7 +132,7 @@ def measure(manifest: dict[str, Any], names: list[str], runs: int, profile_runs:
 
     sections: dict[str, list[Measurement]] = {}
     profiles: dict[str, dict[str, Any]] = {}
-    load = {"before": _load_avg()}
+    load = {"before": load_average()}
     image = latency_image(IMGSZ, ROOT / "datasets" / "real" / "heldout" / "street_late" / "street_01500.jpg")
     for name in names:
         files = manifest["models"][name]["files"]
@@ -149,7 +142,7 @@ def measure(manifest: dict[str, Any], names: list[str], runs: int, profile_runs:
         for row in ("fp32", "ptq-cpu"):
             if row in files:
                 profiles[f"{name} {row}"] = profile_ops(files[row], image, runs=profile_runs)
-    load["after"] = _load_avg()
+    load["after"] = load_average()
     return {"sections": sections, "profiles": profiles, "load": load}
 
 

@@ -83,6 +83,14 @@ def write_results(name: str, sections: dict[str, list[Measurement]], meta: dict[
     return js, md
 
 
+def load_average() -> str:
+    """The 1/5/15-minute load averages, to record how quiet the machine was around a latency measurement."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def setup_logging() -> None:
     """Log benchmark progress to stderr."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
