@@ -143,7 +143,46 @@ def measure(manifest: dict[str, Any], names: list[str], runs: int, profile_runs:
             if row in files:
                 profiles[f"{name} {row}"] = profile_ops(files[row], image, runs=profile_runs)
     load["after"] = load_average()
-    return {"sections": sections, "profiles": profiles, "load": load}
+    by_scene = {name: scene_agreement(manifest["models"][name]["files"]) for name in names}
+    return {"sections": sections, "profiles": profiles, "load": load, "by_scene": by_scene}
+
+
+def scene_agreement(files: dict[str, str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Agreement of every quantized row per held-out scene: ``{row: {scene: {"map50_95", "f1", "images"}}}``.
+
+    The pool is black-and-white street film and a car-phone clip; the scenes show whether calibration on it
+    carries over to a later stretch of the same street, another street and colour photos.
+    """
+    import tempfile
+
+    import yaml
+
+    rows = [(row, Path(files[row])) for row in ORDER[1:] if row in files]
+    out: dict[str, dict[str, dict[str, float]]] = {row: {} for row, _ in rows}
+    names = yaml.safe_load(DATA.read_text())["names"]
+    with tempfile.TemporaryDirectory(prefix="real-scene-") as tmp:
+        for scene in sorted(p.name for p in (DATA.parent / "heldout").iterdir() if p.is_dir()):
+            data = Path(tmp) / f"{scene}.yaml"
+            data.write_text(yaml.safe_dump({"path": str(DATA.parent), "train": "pool", "val": f"heldout/{scene}",
+                                            "names": names}))
+            for m in measure_rows(rows, data, imgsz=IMGSZ, split="val", accuracy=False, latency=False,
+                                  reference=Path(files["fp32"])):
+                a = m.agreement
+                out[m.name][scene] = {"map50_95": round(a["map50_95"], 4), "f1": round(a["f1"], 4),
+                                      "images": a["images"]}
+    return out
+
+
+def format_scenes(by_scene: dict[str, dict[str, dict[str, dict[str, float]]]]) -> str:
+    """Markdown: one row per model and quantized row, agreement mAP50-95 / F1 per held-out scene."""
+    scenes = sorted({s for rows in by_scene.values() for scenes in rows.values() for s in scenes})
+    lines = ["| model | row | " + " | ".join(f"{s} mAP50-95 / F1" for s in scenes) + " |",
+             "|---|---|" + "---|" * len(scenes)]
+    for name, rows in by_scene.items():
+        for row, per in rows.items():
+            cells = [f"{per[s]['map50_95']:.3f} / {per[s]['f1']:.3f}" if s in per else "-" for s in scenes]
+            lines.append(f"| {name} | {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def verdicts(rows: list[Measurement]) -> list[str]:
@@ -199,9 +238,12 @@ def write(manifest: dict[str, Any], result: dict[str, Any], names: list[str]) ->
     js, md = write_results("real", sections, meta, notes)
     payload = json.loads(js.read_text())
     payload["profiles"] = {"imgsz": IMGSZ, "threads": 2, "graphs": result["profiles"]}
+    payload["agreement_by_scene"] = result["by_scene"]
     atomic_write_json(js, payload)
     atomic_write_text(md, md.read_text() + f"\n## ONNX Runtime profile @ {IMGSZ} px, 2 threads (kernel time per op "
-                      "type)\n\n" + format_profiles(result["profiles"]))
+                      "type)\n\n" + format_profiles(result["profiles"])
+                      + "\n## Agreement by held-out scene (calibration saw none of them)\n\n"
+                      + format_scenes(result["by_scene"]))
     print(md.read_text())
 
 
