@@ -87,3 +87,21 @@ def test_measure_gives_every_row_agreement_with_the_reference_on_unlabelled_imag
     assert rows[1].agreement["f1"] >= 0.95  # the .pt and its FP32 export see the same images
     table = format_table(rows)
     assert "agreement F1@0.5" in table and "| mAP50-95 |" not in table
+
+
+def test_cli_measure_on_unlabelled_images_reports_agreement_with_the_first_model_not_map(tiny_data, tmp_path):
+    from yoloslim_test_support import STUDENT, run_cli
+
+    from yoloslim.model_io import check_dataset
+
+    images = tmp_path / "frames"
+    shutil.copytree(Path(tiny_data).parent / "images" / "val", images)
+    data = tmp_path / "unlabelled.yaml"
+    data.write_text(f"path: {tmp_path}\ntrain: frames\nval: frames\nnames: {check_dataset(tiny_data)['names']}\n")
+    out = tmp_path / "bench"
+    r = run_cli("bench", str(STUDENT), str(STUDENT), "--data", str(data), "--imgsz", "96", "--runs", "2",
+                "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    header = r.stdout.splitlines()[0]
+    assert "agreement mAP50-95" in header and "| mAP50-95 |" not in header
+    assert "agreement mAP50-95 with `student_yolov8n.pt` on split `val`" in (out / "bench.md").read_text()

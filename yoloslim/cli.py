@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--threads", type=int, default=2, help="CPU threads for latency (default 2)")
     m.add_argument("--runs", type=int, default=50, help="timed runs per model (default 50)")
     m.add_argument("--json", help="also write the results to this JSON file")
+    m.add_argument("--reference", help="the FP32 original: every model also gets its agreement with it (mAP50-95, F1@0.5 against its detections); default on a split without labels: the first model")
 
     b = sub.add_parser("bench", help="one table and a Pareto plot of accuracy vs latency for several models",
                        description="Measure every model with the same harness in one process (latency interleaved) "
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--split", help="split for mAP (default test if present, else val)")
     b.add_argument("--threads", type=int, default=2, help="CPU threads for latency (default 2)")
     b.add_argument("--runs", type=int, default=50, help="timed runs per model (default 50)")
+    b.add_argument("--reference", help="the FP32 original: every model also gets its agreement with it (mAP50-95, F1@0.5 against its detections); default on a split without labels: the first model")
 
     e = sub.add_parser("export", help="export a checkpoint through the export plugins",
                        description="Export a checkpoint to a deployment format via the yoloslim_export hook.")
@@ -175,7 +177,7 @@ def _cmd_measure(a: argparse.Namespace) -> int:
     from yoloslim.pipeline import measure_models
 
     results = measure_models(a.models, a.data, imgsz=a.imgsz, split=a.split, threads=a.threads, runs=a.runs,
-                             json_path=a.json)
+                             json_path=a.json, reference=a.reference)
     print(format_table(results))
     return 0
 
@@ -185,7 +187,8 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     from yoloslim.pipeline import measure_models
     from yoloslim.report import write_bench
 
-    results = measure_models(a.models, a.data, imgsz=a.imgsz, split=a.split, threads=a.threads, runs=a.runs)
+    results = measure_models(a.models, a.data, imgsz=a.imgsz, split=a.split, threads=a.threads, runs=a.runs,
+                             reference=a.reference)
     md, js, plot = write_bench(a.out, results, {"models": [str(m) for m in a.models], "data": str(a.data)})
     print(format_table(results))
     print(f"bench: {md}  {js}" + (f"  {plot}" if plot else ""))

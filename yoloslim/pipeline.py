@@ -286,16 +286,25 @@ def measure_models(
     runs: int = 50,
     json_path: str | Path | None = None,
     plugins: PluginManager | None = None,
+    reference: str | Path | None = None,
 ) -> list[Measurement]:
-    """Measure models with the one harness, plugins' runtimes included (the API of ``yoloslim measure``)."""
+    """Measure models with the one harness, plugins' runtimes included (the API of ``yoloslim measure``).
+
+    On a split without labels there is no mAP: every model gets its agreement with ``reference`` (default: the
+    first model, the FP32 original) instead. A ``reference`` given on a labelled split adds agreement to the mAP.
+    """
     from yoloslim.measure import write_json
 
     pm = plugins or get_plugin_manager()
     data_dict = check_dataset(data)
     imgsz = imgsz or model_imgsz(models[0])
     split = default_split(data_dict, split)
+    labelled = has_labels(data_dict, split)
+    if not labelled and reference is None:
+        reference = models[0]
+        LOGGER.info("the '%s' split has no labels: measuring agreement with %s, not mAP", split, reference)
     results = measure(list(models), data, imgsz=imgsz, split=split, threads=threads, runs=runs,
-                      runtime_opener=runtime_opener(pm))
+                      runtime_opener=runtime_opener(pm), accuracy=labelled, reference=reference)
     if json_path:
         write_json(results, json_path)
     return results

@@ -183,7 +183,11 @@ def write_bench(out_dir: str | Path, measurements: Sequence[Measurement],
     out_dir = Path(out_dir)
     plot = plot_pareto(measurements, out_dir / PLOT_NAME, "yoloslim bench")
     base = measurements[0]
-    lines = ["# yoloslim bench", "", f"- data: `{meta.get('data')}` (mAP on split `{base.split}`)",
+    split = base.split or (base.agreement or {}).get("split")
+    what = quality_label(measurements)
+    if base.agreement and what != "mAP50-95":
+        what += f" with `{Path(base.agreement['reference']).name}`"
+    lines = ["# yoloslim bench", "", f"- data: `{meta.get('data')}` ({what} on split `{split}`)",
              f"- image size: {base.imgsz}; latency: batch 1, {base.threads} CPU threads, {base.runs} timed runs "
              "after warm-up, interleaved across rows in one process", "",
              format_table(measurements), ""] + _pareto_section(measurements, plot.name if plot else None)
