@@ -173,8 +173,10 @@ def yoloslim_open_runtime(path: Path, threads: int, device: str) -> Any | None:
     """Open ``path`` for inference and return a runtime, or ``None`` if its format is not yours.
 
     A runtime is a callable taking one float32 NCHW ``numpy`` array in ``[0, 1]`` (letterboxed,
-    RGB) and returning the model's raw outputs. The measurement harness times exactly this call, so
-    do all one-time work (engine build, session creation) here. The core has built-in runtimes for
+    RGB) and returning the model's raw outputs: the first one is either ``(batch, 4 + nc, anchors)`` (boxes
+    before NMS) or YOLO26's end-to-end ``(batch, k, 6)``; the agreement metric decodes both
+    (:mod:`yoloslim.detections`). The measurement harness times exactly this call, so do all one-time work
+    (engine build, session creation) here. The core has built-in runtimes for
     ``.pt`` and ``.onnx``; plugins are asked first.
     """
 
