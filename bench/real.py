@@ -7,7 +7,9 @@ For each checkpoint, in one run, ONNX Runtime CPU, batch 1, 2 threads, latency i
   the same unlabelled pool as ours;
 - ``ptq-cpu``: this project's ``quantize`` stage, mode ``ptq``, target ``cpu`` (defaults), calibrated on the pool;
 - ``mixed``: the same stage, mode ``mixed`` (defaults: budget 0.5 points, at most 8 float layers), scored by
-  agreement on pool images calibration did not use.
+  agreement on pool images calibration did not use;
+- YOLO26 also in its NMS-free layout: ``fp32-e2e`` (``nms=False`` export, output ``(1, 300, 6)``) and
+  ``ptq-cpu-e2e`` (``quantize --end2end``), in a section of their own: agreement with ``fp32-e2e``.
 
 Quality is **agreement** with the FP32 ONNX (``yoloslim.agreement``): mAP50-95 and F1@0.5 of each row against the
 FP32 model's own detections (conf 0.25) on the held-out real split (``datasets/real/heldout``: a later stretch of
@@ -40,6 +42,8 @@ LOGGER = logging.getLogger("yoloslim.bench.real")
 
 MODELS = ("yolov8n", "yolo11n", "yolo26n")
 ORDER = ["fp32", "ultralytics-int8", "ptq-cpu", "mixed"]
+E2E_ORDER = ["fp32-e2e", "ptq-cpu-e2e"]  # the NMS-free layout, for checkpoints with a one-to-one head
+E2E_MODELS = ("yolo26n",)
 IMGSZ = 640
 DATA = ROOT / "datasets" / "real" / "real.yaml"
 OFFICIAL = ROOT / "weights" / "official"
@@ -99,6 +103,10 @@ def build(names: list[str], rebuild: list[str], work: Path) -> dict[str, Any]:
             "mixed": lambda out: quantize_checkpoint(pt, out, _opts(mode="mixed"), _ctx(folder),
                                                      workdir=folder / "mixed_work"),
         }
+        if name in E2E_MODELS:
+            steps["fp32-e2e"] = lambda out: _ctx(folder).export(pt, "onnx", out, imgsz=IMGSZ, nms=False)
+            steps["ptq-cpu-e2e"] = lambda out: quantize_checkpoint(pt, out, _opts(end2end=True), _ctx(folder),
+                                                                   workdir=folder / "ptq_e2e_work")
         for row, make in steps.items():
             out = folder / f"{row}.onnx"
             if out.is_file() and row not in rebuild:
@@ -139,6 +147,10 @@ def measure(manifest: dict[str, Any], names: list[str], runs: int, profile_runs:
         rows = [(row, Path(files[row])) for row in ORDER if row in files]
         sections[name] = measure_rows(rows, DATA, imgsz=IMGSZ, split="val", accuracy=False, threads=2, runs=runs,
                                       warmup=10, reference=Path(files["fp32"]))
+        e2e = [(row, Path(files[row])) for row in E2E_ORDER if row in files]
+        if len(e2e) == len(E2E_ORDER):  # the NMS-free layout against its own FP32 (the one-to-one head's boxes)
+            sections[f"{name} NMS-free"] = measure_rows(e2e, DATA, imgsz=IMGSZ, split="val", accuracy=False,
+                                                        threads=2, runs=runs, warmup=10, reference=e2e[0][1])
         for row in ("fp32", "ptq-cpu"):
             if row in files:
                 profiles[f"{name} {row}"] = profile_ops(files[row], image, runs=profile_runs)
@@ -159,14 +171,20 @@ def scene_agreement(files: dict[str, str]) -> dict[str, dict[str, dict[str, floa
 
     rows = [(row, Path(files[row])) for row in ORDER[1:] if row in files]
     out: dict[str, dict[str, dict[str, float]]] = {row: {} for row, _ in rows}
+    out.update({row: {} for row in E2E_ORDER[1:] if row in files})
     names = yaml.safe_load(DATA.read_text())["names"]
     with tempfile.TemporaryDirectory(prefix="real-scene-") as tmp:
         for scene in sorted(p.name for p in (DATA.parent / "heldout").iterdir() if p.is_dir()):
             data = Path(tmp) / f"{scene}.yaml"
             data.write_text(yaml.safe_dump({"path": str(DATA.parent), "train": "pool", "val": f"heldout/{scene}",
                                             "names": names}))
-            for m in measure_rows(rows, data, imgsz=IMGSZ, split="val", accuracy=False, latency=False,
-                                  reference=Path(files["fp32"])):
+            measured = measure_rows(rows, data, imgsz=IMGSZ, split="val", accuracy=False, latency=False,
+                                    reference=Path(files["fp32"]))
+            if all(row in files for row in E2E_ORDER):
+                measured += measure_rows([(row, Path(files[row])) for row in E2E_ORDER[1:]], data, imgsz=IMGSZ,
+                                         split="val", accuracy=False, latency=False,
+                                         reference=Path(files[E2E_ORDER[0]]))
+            for m in measured:
                 a = m.agreement
                 out[m.name][scene] = {"map50_95": round(a["map50_95"], 4), "f1": round(a["f1"], 4),
                                       "images": a["images"]}
@@ -224,6 +242,12 @@ def write(manifest: dict[str, Any], result: dict[str, Any], names: list[str]) ->
     for name in names:
         rows = result["sections"].get(name, [])
         notes += [f"{name}: {v}" for v in verdicts(rows)]
+        e2e = {m.name: m for m in result["sections"].get(f"{name} NMS-free", [])}
+        if e2e:
+            fp, q = e2e["fp32-e2e"], e2e["ptq-cpu-e2e"]
+            notes.append(f"{name} NMS-free layout (export nms=False, quantize end2end): ptq-cpu-e2e "
+                         f"{fp.latency_p50_ms / q.latency_p50_ms:.2f}x faster than its FP32, agreement with it "
+                         f"mAP50-95 {q.agreement['map50_95']:.4f}, F1@0.5 {q.agreement['f1']:.4f} (no target set)")
         for key, value in manifest["models"][name]["notes"].items():
             notes.append(f"{name} {key}: {json.dumps(value, default=str)}")
         notes.append(f"{name} build seconds: {manifest['models'][name]['seconds']}")
@@ -234,7 +258,7 @@ def write(manifest: dict[str, Any], result: dict[str, Any], names: list[str]) ->
                  "by construction. It is not accuracy: no human labels exist for these images.")
     meta = {"models": names, "imgsz": IMGSZ, "data": "datasets/real (held-out split: val)",
             "runtime": "ONNX Runtime CPU, batch 1, 2 threads, intra-op spinning off, rows of one model interleaved"}
-    sections = {f"{n} @ {IMGSZ}": result["sections"][n] for n in names if n in result["sections"]}
+    sections = {f"{k} @ {IMGSZ}": v for k, v in result["sections"].items()}
     js, md = write_results("real", sections, meta, notes)
     payload = json.loads(js.read_text())
     payload["profiles"] = {"imgsz": IMGSZ, "threads": 2, "graphs": result["profiles"]}
@@ -252,7 +276,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--phase", choices=("build", "measure", "all"), default="all")
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated: yolov8n,yolo11n,yolo26n")
-    ap.add_argument("--rebuild", nargs="*", default=[], choices=ORDER, help="rebuild these rows' files")
+    ap.add_argument("--rebuild", nargs="*", default=[], choices=ORDER + E2E_ORDER, help="rebuild these rows' files")
     ap.add_argument("--runs", type=int, default=100, help="timed runs per row")
     ap.add_argument("--profile-runs", type=int, default=20)
     a = ap.parse_args()
