@@ -28,15 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import shutil
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from runner import (RESULTS, STUDENT, WORK, bundled_data, export_onnx, load_average, measure_rows, setup_logging,
-                    write_results)
+from runner import (RESULTS, STUDENT, WORK, bundled_data, export_onnx, load_average, measure_rows, quant_options,
+                    setup_logging, slim_context, ultralytics_int8, write_results)
 
 from yoloslim.checkpoint import atomic_write_json, atomic_write_text
 from yoloslim.measure import Measurement
@@ -66,25 +64,6 @@ def _copy_metadata(src: Path, dst: Path) -> None:
         onnx.save(model, str(dst))
 
 
-def ultralytics_int8(checkpoint: Path, data: Path, imgsz: int, work: Path) -> Path:
-    """Ultralytics' ``export(format="onnx", quantize=8)`` of ``checkpoint`` at ``imgsz``."""
-    from ultralytics import YOLO
-
-    out = work / f"ultralytics-int8_{imgsz}.onnx"
-    if out.exists():
-        return out
-    tmp = work / f"ultralytics_{imgsz}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    src = tmp / checkpoint.name
-    shutil.copyfile(checkpoint, src)
-    written = YOLO(str(src), task="detect").export(format="onnx", quantize=8, data=str(data), imgsz=imgsz, batch=1,
-                                                   device="cpu", simplify=True)
-    if not written or not Path(written).is_file():
-        raise RuntimeError("Ultralytics' exporter returned no file")
-    os.replace(written, out)
-    return out
-
-
 def ort_default(fp32: Path, calib: Any, out: Path) -> Path:
     """``quantize_static`` with every default (QDQ, signed 8-bit activations and weights, per tensor, MinMax)."""
     from onnxruntime.quantization import quantize_static
@@ -95,22 +74,6 @@ def ort_default(fp32: Path, calib: Any, out: Path) -> Path:
         quantize_static(str(fp32), str(out), ImageReader(calib))
         _copy_metadata(fp32, out)
     return out
-
-
-def _opts(**kw: Any) -> Any:
-    from yoloslim_quant.options import STAGE_TYPE, parse_options
-
-    options = {k: o.default for k, o in STAGE_TYPE.options.items()}
-    epochs = kw.pop("epochs", 0)
-    options.update(kw)
-    return parse_options(options, epochs)
-
-
-def _ctx(data: Path, imgsz: int, run_dir: Path) -> Any:
-    from yoloslim.context import SlimContext
-    from yoloslim.plugins import get_plugin_manager
-
-    return SlimContext(run_dir=run_dir.resolve(), data=str(data.resolve()), imgsz=imgsz, plugins=get_plugin_manager())
 
 
 def _record_qat(path: Path, checkpoint: Path, epochs: int) -> None:
@@ -160,7 +123,7 @@ def build(a: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
         try:
             out = work / f"ultralytics-int8_{s}.onnx"
             if need("ultralytics-int8", out):
-                timed("ultralytics-int8", lambda: ultralytics_int8(a.student, data, s, work))
+                timed("ultralytics-int8", lambda: ultralytics_int8(a.student, data, s, out))
             files["ultralytics-int8"][str(s)] = str(out)
         except Exception as e:  # recorded, not fatal: e.g. a download it needs offline
             notes["ultralytics-int8"] = f"export failed at {s} px: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
@@ -172,10 +135,11 @@ def build(a: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
             timed("ort-default", lambda: ort_default(Path(files["fp32"][str(s)]), calib[s], out))
         files["ort-default"][str(s)] = str(out)
     for s in sizes:
-        ctx = _ctx(data, s, work / "ptq")
+        ctx = slim_context(data, s, work / "ptq")
         out = work / f"ptq-cpu_{s}.onnx"
         if need("ptq-cpu", out):
-            timed("ptq-cpu", lambda: quantize_checkpoint(a.student, out, _opts(calib_images=a.calib_images), ctx,
+            timed("ptq-cpu", lambda: quantize_checkpoint(a.student, out, quant_options(calib_images=a.calib_images),
+                                                         ctx,
                                                          workdir=work / f"ptq_work_{s}"))
         files["ptq-cpu"][str(s)] = str(out)
         nodfl = work / f"ptq-cpu-nodfl_{s}.onnx"
@@ -184,11 +148,11 @@ def build(a: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
         files["ptq-cpu-nodfl"][str(s)] = str(nodfl)
 
     # Mixed precision: searched once at the mAP size, the same layers kept float at the latency sizes.
-    ctx = _ctx(data, a.map_imgsz, work / "mixed")
+    ctx = slim_context(data, a.map_imgsz, work / "mixed")
     mixed = work / f"mixed_{a.map_imgsz}.onnx"
     rebuild_mixed = need("mixed", mixed)
     if rebuild_mixed:
-        timed("mixed", lambda: quantize_checkpoint(a.student, mixed, _opts(mode="mixed", budget=MIXED_BUDGET,
+        timed("mixed", lambda: quantize_checkpoint(a.student, mixed, quant_options(mode="mixed", budget=MIXED_BUDGET,
                                                                            calib_images=a.calib_images),
                                                    ctx, workdir=work / "mixed_work"))
     files["mixed"][str(a.map_imgsz)] = str(mixed)
@@ -204,8 +168,8 @@ def build(a: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
             files["mixed"][str(s)] = str(out)
 
     # QAT: trained once at the mAP size; its checkpoint carries the ranges into every export.
-    ctx = _ctx(data, a.map_imgsz, work / "qat")
-    opts = _opts(mode="qat", epochs=a.qat_epochs, calib_images=a.calib_images)
+    ctx = slim_context(data, a.map_imgsz, work / "qat")
+    opts = quant_options(mode="qat", epochs=a.qat_epochs, calib_images=a.calib_images)
     stage = Stage(0, "quantize", "qat", {}, epochs=a.qat_epochs, train=dict(a.qat_train), produces="artifact")
     ctx.stage, ctx.stage_dir = stage, work / "qat"
     qat_out = work / f"qat_{a.map_imgsz}.onnx"
@@ -214,7 +178,8 @@ def build(a: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
         LOGGER.info("qat: keeping %s", qat_out)
     elif a.reuse_qat and trained.is_file():  # the training is the slow part: export the earlier run's checkpoint
         LOGGER.info("qat: reusing %s", trained)
-        quantize_checkpoint(trained, qat_out, _opts(calib_images=a.calib_images), ctx, workdir=work / "qat_work")
+        quantize_checkpoint(trained, qat_out, quant_options(calib_images=a.calib_images), ctx,
+                            workdir=work / "qat_work")
         _record_qat(qat_out, trained, a.qat_epochs)
     else:
         timed("qat", lambda: quantize_checkpoint(a.student, qat_out, opts, ctx, stage=stage,
@@ -230,8 +195,8 @@ def build(a: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
         if s != a.map_imgsz:
             out = work / f"qat_{s}.onnx"
             if need("qat-export", out) or "qat" in a.rebuild:
-                quantize_checkpoint(best, out, _opts(calib_images=a.calib_images), _ctx(data, s, work / "qat"),
-                                    workdir=work / f"qat_work_{s}")
+                quantize_checkpoint(best, out, quant_options(calib_images=a.calib_images),
+                                    slim_context(data, s, work / "qat"), workdir=work / f"qat_work_{s}")
             files["qat"][str(s)] = str(out)
 
     rows = [(name, Path(files[name][str(a.map_imgsz)])) for name in ORDER

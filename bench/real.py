@@ -27,13 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from runner import RESULTS, ROOT, WORK, load_average, measure_rows, setup_logging, write_results
+from runner import (RESULTS, ROOT, WORK, load_average, measure_rows, quant_options, setup_logging, slim_context,
+                    ultralytics_int8, write_results)
 
 from yoloslim.checkpoint import atomic_write_json, atomic_write_text
 from yoloslim.measure import Measurement
@@ -53,35 +52,6 @@ TARGET_F1 = 0.95
 TARGET_MIXED_MAP = 0.90
 
 
-def _ctx(run_dir: Path) -> Any:
-    from yoloslim.context import SlimContext
-    from yoloslim.plugins import get_plugin_manager
-
-    return SlimContext(run_dir=run_dir.resolve(), data=str(DATA), imgsz=IMGSZ, plugins=get_plugin_manager())
-
-
-def _opts(**kw: Any) -> Any:
-    from yoloslim_quant.options import STAGE_TYPE, parse_options
-
-    return parse_options({**{k: o.default for k, o in STAGE_TYPE.options.items()}, **kw}, 0)
-
-
-def ultralytics_int8(checkpoint: Path, out: Path) -> Path:
-    """Ultralytics' ``export(format="onnx", quantize=8)`` at 640 px, calibrated on the pool (``split="train"``)."""
-    from ultralytics import YOLO
-
-    tmp = out.parent / f".{out.stem}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    src = tmp / checkpoint.name
-    shutil.copyfile(checkpoint, src)
-    written = YOLO(str(src), task="detect").export(format="onnx", quantize=8, data=str(DATA), split="train",
-                                                   imgsz=IMGSZ, batch=1, device="cpu", simplify=True)
-    os.replace(written, out)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
 def build(names: list[str], rebuild: list[str], work: Path) -> dict[str, Any]:
     """Build every row's file for each checkpoint; returns (and saves) the manifest the measure phase reads."""
     from yoloslim_quant.graph import yoloslim_metadata
@@ -96,16 +66,17 @@ def build(names: list[str], rebuild: list[str], work: Path) -> dict[str, Any]:
         folder = work / name
         folder.mkdir(parents=True, exist_ok=True)
         entry = manifest["models"].setdefault(name, {"files": {}, "seconds": {}, "notes": {}})
+        ctx = slim_context(DATA, IMGSZ, folder)
         steps = {
-            "fp32": lambda out: _ctx(folder).export(pt, "onnx", out, imgsz=IMGSZ),
-            "ultralytics-int8": lambda out: ultralytics_int8(pt, out),
-            "ptq-cpu": lambda out: quantize_checkpoint(pt, out, _opts(), _ctx(folder), workdir=folder / "ptq_work"),
-            "mixed": lambda out: quantize_checkpoint(pt, out, _opts(mode="mixed"), _ctx(folder),
+            "fp32": lambda out: ctx.export(pt, "onnx", out, imgsz=IMGSZ),
+            "ultralytics-int8": lambda out: ultralytics_int8(pt, DATA, IMGSZ, out, split="train"),
+            "ptq-cpu": lambda out: quantize_checkpoint(pt, out, quant_options(), ctx, workdir=folder / "ptq_work"),
+            "mixed": lambda out: quantize_checkpoint(pt, out, quant_options(mode="mixed"), ctx,
                                                      workdir=folder / "mixed_work"),
         }
         if name in E2E_MODELS:
-            steps["fp32-e2e"] = lambda out: _ctx(folder).export(pt, "onnx", out, imgsz=IMGSZ, nms=False)
-            steps["ptq-cpu-e2e"] = lambda out: quantize_checkpoint(pt, out, _opts(end2end=True), _ctx(folder),
+            steps["fp32-e2e"] = lambda out: ctx.export(pt, "onnx", out, imgsz=IMGSZ, nms=False)
+            steps["ptq-cpu-e2e"] = lambda out: quantize_checkpoint(pt, out, quant_options(end2end=True), ctx,
                                                                    workdir=folder / "ptq_e2e_work")
         for row, make in steps.items():
             out = folder / f"{row}.onnx"

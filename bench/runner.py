@@ -58,6 +58,44 @@ def export_onnx(checkpoint: Path, imgsz: int, workdir: Path) -> Path:
     return out
 
 
+def slim_context(data: Path, imgsz: int, run_dir: Path) -> SlimContext:
+    """The context a stage gets in a run: dataset, image size, run folder, the installed plugins."""
+    return SlimContext(run_dir=run_dir.resolve(), data=str(Path(data).resolve()), imgsz=imgsz,
+                       plugins=get_plugin_manager())
+
+
+def quant_options(**options: Any) -> Any:
+    """Validated ``quantize`` stage options: the stage's defaults with ``options`` (``epochs`` for mode qat)."""
+    from yoloslim_quant.options import STAGE_TYPE, parse_options
+
+    epochs = options.pop("epochs", 0)
+    return parse_options({**{k: o.default for k, o in STAGE_TYPE.options.items()}, **options}, epochs)
+
+
+def ultralytics_int8(checkpoint: Path, data: Path, imgsz: int, out: Path, split: str | None = None) -> Path:
+    """Ultralytics' own ``export(format="onnx", quantize=8)`` of ``checkpoint`` at ``imgsz``, written to ``out``.
+
+    Calibrated on ``split`` of ``data`` (Ultralytics' default: val). Ultralytics writes beside its source, so the
+    export runs from a private copy in a temporary folder.
+    """
+    import shutil
+    import tempfile
+
+    from ultralytics import YOLO
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".ultralytics-int8-", dir=out.parent) as tmp:
+        src = Path(tmp) / checkpoint.name
+        shutil.copyfile(checkpoint, src)
+        written = YOLO(str(src), task="detect").export(format="onnx", quantize=8, data=str(data), imgsz=imgsz,
+                                                       batch=1, device="cpu", simplify=True,
+                                                       **({"split": split} if split else {}))
+        if not written or not Path(written).is_file():
+            raise RuntimeError("Ultralytics' exporter returned no file")
+        os.replace(written, out)
+    return out
+
+
 def measure_rows(rows: Sequence[tuple[str, Path]], data: Path | None, **kwargs: Any) -> list[Measurement]:
     """Measure named files together (latency interleaved), plugin runtimes included."""
     return measure([p for _, p in rows], data, names=[n for n, _ in rows],

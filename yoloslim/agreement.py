@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,12 +126,25 @@ def score(reference: Sequence[np.ndarray], low_conf: Sequence[np.ndarray], conf:
                      images=len(reference))
 
 
+def compare(reference: np.ndarray, candidate: np.ndarray, nc: int, conf: float = REFERENCE_CONF) -> Agreement:
+    """Agreement of raw outputs with the reference's raw outputs for the same images (one per row, either layout).
+
+    Args:
+        reference: The FP32 original's raw output, ``(N, 4 + nc, anchors)`` or ``(N, k, 6)``.
+        candidate: The candidate's raw output for the same ``N`` images.
+        nc: Number of classes.
+        conf: Deployment threshold.
+    """
+    return score(decode(reference, nc, conf=conf), decode(candidate, nc, conf=MAP_CONF), conf)
+
+
 def measure_agreement(reference: Callable[[np.ndarray], Any], candidates: Sequence[Callable[[np.ndarray], Any]],
                       images: Sequence[np.ndarray], nc: int, conf: float = REFERENCE_CONF) -> list[Agreement]:
     """Agreement of each candidate runner with the reference runner on preprocessed images.
 
     Args:
-        reference: Runner of the FP32 original (float32 NCHW batch in, raw output out).
+        reference: Runner of the FP32 original (float32 NCHW batch in, raw output out). It may also be one of the
+            ``candidates`` (the original's own row): each runner runs once per image.
         candidates: Runners of the models to score.
         images: Letterboxed ``(1, 3, H, W)`` float32 batches, one image each.
         nc: Number of classes (both models must have it).
@@ -140,9 +152,13 @@ def measure_agreement(reference: Callable[[np.ndarray], Any], candidates: Sequen
     """
     ref_dets, cand_dets = [], [[] for _ in candidates]
     for x in images:
-        ref_dets.append(decode(_first(reference(x)), nc, conf=conf)[0])
+        outputs: dict[int, np.ndarray] = {}
+        for run in [reference, *candidates]:
+            if id(run) not in outputs:
+                outputs[id(run)] = _first(run(x))
+        ref_dets.append(decode(outputs[id(reference)], nc, conf=conf)[0])
         for i, run in enumerate(candidates):
-            cand_dets[i].append(decode(_first(run(x)), nc, conf=MAP_CONF)[0])
+            cand_dets[i].append(decode(outputs[id(run)], nc, conf=MAP_CONF)[0])
     return [score(ref_dets, dets, conf) for dets in cand_dets]
 
 

@@ -25,6 +25,10 @@ def _offline_defaults() -> None:
     os.environ.setdefault("YOLO_VERBOSE", "True")
 
 
+_REFERENCE_HELP = ("the FP32 original: every model also gets its agreement with it (mAP50-95, F1@0.5 against its "
+                   "detections); default on a split without labels: the first model")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="yoloslim", description="Make trained Ultralytics YOLO detectors small and fast.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -52,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--threads", type=int, default=2, help="CPU threads for latency (default 2)")
     m.add_argument("--runs", type=int, default=50, help="timed runs per model (default 50)")
     m.add_argument("--json", help="also write the results to this JSON file")
-    m.add_argument("--reference", help="the FP32 original: every model also gets its agreement with it (mAP50-95, F1@0.5 against its detections); default on a split without labels: the first model")
+    m.add_argument("--reference", help=_REFERENCE_HELP)
 
     b = sub.add_parser("bench", help="one table and a Pareto plot of accuracy vs latency for several models",
                        description="Measure every model with the same harness in one process (latency interleaved) "
@@ -64,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--split", help="split for mAP (default test if present, else val)")
     b.add_argument("--threads", type=int, default=2, help="CPU threads for latency (default 2)")
     b.add_argument("--runs", type=int, default=50, help="timed runs per model (default 50)")
-    b.add_argument("--reference", help="the FP32 original: every model also gets its agreement with it (mAP50-95, F1@0.5 against its detections); default on a split without labels: the first model")
+    b.add_argument("--reference", help=_REFERENCE_HELP)
 
     e = sub.add_parser("export", help="export a checkpoint through the export plugins",
                        description="Export a checkpoint to a deployment format via the yoloslim_export hook.")

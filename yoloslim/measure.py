@@ -610,18 +610,22 @@ def measure(
     return results
 
 
-def model_nc(path: Path, torch_model: torch.nn.Module | None = None) -> int | None:
-    """Number of classes of a model file: the torch model's names, or an ONNX file's Ultralytics metadata."""
+def onnx_class_count(model: Any) -> int | None:
+    """Number of classes of a loaded ONNX model, from the class names Ultralytics' exporter stores in its metadata."""
     import ast
 
+    names = next((p.value for p in model.metadata_props if p.key == "names"), None)
+    return None if names is None else len(ast.literal_eval(names))
+
+
+def model_nc(path: Path, torch_model: torch.nn.Module | None = None) -> int | None:
+    """Number of classes of a model file: the torch model's names, or an ONNX file's Ultralytics metadata."""
     if torch_model is not None and getattr(torch_model, "names", None) is not None:
         return len(torch_model.names)
     if path.suffix.lower() == ".onnx":
         import onnx
 
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        if "names" in meta:
-            return len(ast.literal_eval(meta["names"]))
+        return onnx_class_count(onnx.load(str(path), load_external_data=False))
     return None
 
 
@@ -636,8 +640,10 @@ def _add_agreement(results: list[Measurement], torch_models: dict[int, torch.nn.
         raise DataError(f"no images in the '{split}' split to measure agreement on; pass another split")
     if count is not None and count < len(images):
         images = [images[int(i * len(images) / count)] for i in range(count)]
-    ref_model = None
-    if model_format(reference) == "pt":
+    # The reference is usually one of the rows (the original): its loaded model and runner serve both roles.
+    row = next((i for i, m in enumerate(results) if Path(m.path).resolve() == reference.resolve()), None)
+    ref_model = torch_models.get(row) if row is not None else None
+    if row is None and model_format(reference) == "pt":
         ref_model = load_checkpoint(reference)[0]
         ref_model = (ref_model.fuse(verbose=False) if hasattr(ref_model, "fuse") else ref_model).eval()
     nc = model_nc(reference, ref_model)
@@ -647,9 +653,10 @@ def _add_agreement(results: list[Measurement], torch_models: dict[int, torch.nn.
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        ref_runner = _open_runner(reference, model_format(reference), threads, ref_model, opener)
         runners = [_open_runner(Path(m.path), m.format, threads, torch_models.get(i), opener)
                    for i, m in enumerate(results)]
+        ref_runner = runners[row] if row is not None else _open_runner(reference, model_format(reference), threads,
+                                                                       ref_model, opener)
         LOGGER.info("agreement with %s on %d '%s' images", reference, len(images), split)
         batches = (latency_image(imgsz, p) for p in images)
         scores = measure_agreement(ref_runner, runners, list(batches), nc)

@@ -224,9 +224,10 @@ def compress(
             current = path
     ctx.stage, ctx.stage_dir = None, None
 
-    rows = [artifacts[0], *baselines(model, [p for _, p in artifacts[1:]], ctx), *artifacts[1:]]
+    extra = baselines(model, [p for _, p in artifacts[1:]], ctx)
+    rows = [artifacts[0], *extra, *artifacts[1:]]
     labelled = has_labels(data_dict, split)
-    reference = next((p for n, p in rows if n == "original (onnx fp32)"), model)
+    reference = next((p for _, p in extra if p.suffix == ".onnx"), model)  # the FP32 ONNX when there is one
     opener = runtime_opener(pm)
     results = measure([p for _, p in rows], data, imgsz=imgsz, split=split, threads=threads, runs=runs,
                       runtime_opener=opener, names=[n for n, _ in rows], accuracy=labelled,

@@ -39,12 +39,10 @@ def detection_agreement(reference: np.ndarray, candidate: np.ndarray, nc: int) -
     Returns:
         ``{"f1", "map50_95", "map50", "precision", "recall", "reference_boxes", "candidate_boxes", "images"}``.
     """
-    from yoloslim.agreement import MAP_CONF, REFERENCE_CONF, score
-    from yoloslim.detections import decode
+    from yoloslim.agreement import compare
 
-    ref = decode(reference, nc, conf=REFERENCE_CONF)
-    cand = decode(candidate, nc, conf=MAP_CONF)
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in score(ref, cand).to_dict().items()}
+    agreement = compare(reference, candidate, nc).to_dict()
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in agreement.items()}
 
 
 def check_images(data: str, split: str, used: list[Path], count: int) -> tuple[list[Path], str]:
@@ -73,7 +71,7 @@ def _nc(fp32: Path) -> int:
     return nc
 
 
-def _map_evaluator(data: str, imgsz: int, fp32: Path, images: list[Path], what: str) -> tuple[Any, str]:
+def _map_evaluator(data: str, imgsz: int, fp32: Path, nc: int, images: list[Path], what: str) -> tuple[Any, str]:
     """How mixed precision scores a try: validator mAP50-95 on labelled val images, else agreement with FP32.
 
     Returns:
@@ -92,7 +90,6 @@ def _map_evaluator(data: str, imgsz: int, fp32: Path, images: list[Path], what: 
     from .ptq import run_onnx
 
     x = load_batch(images, imgsz)
-    nc = _nc(fp32)
     reference = run_onnx(fp32, x)
 
     def evaluate(path: Path) -> float:
@@ -188,13 +185,14 @@ def quantize_checkpoint(checkpoint: str | Path, out: str | Path, opts: QuantOpti
     digest = hashlib.sha1(Path(fp32).read_bytes()).hexdigest()[:12]  # a cache never outlives the graph it measured
     cache = work / f"calib_{digest}_{opts.calib_method}_{opts.calib_split}_{len(calib)}.json"
     held, held_what = check_images(ctx.data, opts.calib_split, calib_paths, MIXED_IMAGES)
+    nc = _nc(fp32)
     if opts.mode == "mixed":
         from yoloslim.measure import time_onnx
 
         from .sensitivity import layer_sensitivity, search_mixed
 
         scores = layer_sensitivity(fp32, calib, cache, cfg)
-        evaluate, scored_on = _map_evaluator(ctx.data, imgsz, fp32, held, held_what)
+        evaluate, scored_on = _map_evaluator(ctx.data, imgsz, fp32, nc, held, held_what)
         result = search_mixed(fp32, calib, cache, cfg, evaluate, scores, opts.budget, opts.max_float_layers,
                               work / "mixed")
         cfg.keep = result.keep
@@ -220,7 +218,7 @@ def quantize_checkpoint(checkpoint: str | Path, out: str | Path, opts: QuantOpti
     from .ptq import run_onnx
 
     check = load_batch(held[:CHECK_IMAGES], imgsz)
-    agreement = {**detection_agreement(run_onnx(fp32, check), run_onnx(out, check), _nc(fp32)),
+    agreement = {**detection_agreement(run_onnx(fp32, check), run_onnx(out, check), nc),
                  "on": f"{len(check)} {held_what}"}
     _record(out, {"agreement_with_fp32": agreement})
     if agreement["f1"] < AGREEMENT_FLOOR:

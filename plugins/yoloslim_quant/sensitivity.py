@@ -14,7 +14,6 @@ drop against FP32 is within the budget, measured with the one validator.
 
 from __future__ import annotations
 
-import ast
 import logging
 import tempfile
 import time
@@ -27,7 +26,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .graph import metadata, quantizable_layers
+from yoloslim.measure import onnx_class_count
+
+from .graph import quantizable_layers
 from .ptq import QuantConfig, policy_float_layers, prepare, quantize_graph, run_onnx
 
 LOGGER = logging.getLogger("yoloslim.quant.sensitivity")
@@ -43,11 +44,9 @@ def output_error(reference: np.ndarray, candidate: np.ndarray, imgsz: int, nc: i
     from yoloslim.detections import is_end2end
 
     if nc is not None and is_end2end(reference.shape, nc):
-        from yoloslim.agreement import MAP_CONF, REFERENCE_CONF, score
-        from yoloslim.detections import decode
+        from yoloslim.agreement import compare
 
-        agreement = score(decode(reference, nc, conf=REFERENCE_CONF), decode(candidate, nc, conf=MAP_CONF))
-        return 1.0 - agreement.map50_95
+        return 1.0 - compare(reference, candidate, nc).map50_95
     weight = reference[:, 4:].max(axis=1) + 1e-6  # (N, anchors)
     box = np.abs(reference[:, :4] - candidate[:, :4]).sum(axis=1) / imgsz
     cls = np.abs(reference[:, 4:] - candidate[:, 4:]).sum(axis=1)
@@ -134,8 +133,7 @@ def layer_sensitivity(fp32: str | Path | onnx.ModelProto, calib: np.ndarray, cac
     x = calib[:images]
     imgsz = int(x.shape[-1])
     reference = run_onnx(model.SerializeToString(), x, optimize=False)
-    names = metadata(model).get("names")
-    nc = len(ast.literal_eval(names)) if names else None
+    nc = onnx_class_count(model)
     scores = {}
     t0 = time.time()
     for layer in quantizable_layers(model):

@@ -307,7 +307,7 @@ def test_cli_mixed_writes_the_best_try_and_exits_3_when_the_budget_is_missed(mon
     from yoloslim import cli
     from yoloslim_quant import quantizer
 
-    def harsh(data, imgsz, fp32, images, what):  # a score no quantized graph can reach: the budget is missed
+    def harsh(data, imgsz, fp32, nc, images, what):  # a score no quantized graph can reach: the budget is missed
         return (lambda path: 1.0 if Path(path) == Path(fp32) else 0.9), "a test score"
 
     monkeypatch.setattr(quantizer, "_map_evaluator", harsh)
