@@ -369,3 +369,28 @@ def test_yolo26_end2end_layout_quantizes_with_topk_left_float(tiny_ckpt_yolo26, 
     producers = {o: n for n in model.graph.node for o in n.output}
     assert producers[topk.input[0]].op_type not in ("DequantizeLinear", "QuantizeLinear")  # scores reach TopK float
     assert (tmp_path / "w" / "fp32_end2end.onnx").is_file()
+
+
+@pytest.mark.parametrize("generation", ["yolo11", "yolo26"])
+def test_qat_and_mixed_run_on_yolo11_and_yolo26_and_their_int8_files_run(generation, request, tiny_data, tmp_path):
+    from yoloslim.pipeline import compress
+    from yoloslim.plugins import get_plugin_manager
+    from yoloslim.recipe import parse_recipe
+
+    ckpt = request.getfixturevalue(f"tiny_ckpt_{generation}")
+    pm = get_plugin_manager()
+    recipe = parse_recipe({"name": "q", "stages": [
+        {"type": "quantize", "name": "qat", "mode": "qat", "epochs": 1, "calib_images": 8, "train": {"batch": 8}},
+        {"type": "quantize", "name": "mixed", "mode": "mixed", "max_float_layers": 1, "calib_images": 8}]},
+        pm.stage_types())
+    result = compress(ckpt, tiny_data, recipe, out=tmp_path / "run", imgsz=64, runs=1, plugins=pm)
+    x = load_batch(calibration_images(tiny_data, "val", 2), 64)
+    for name in ("qat", "mixed"):
+        path = dict(result.artifacts)[name]
+        q = yoloslim_metadata(onnx.load(str(path)))["quantization"]
+        y = run_onnx(path, x)
+        assert y.shape == (2, 4 + len(CLASS_NAMES), 84) and np.isfinite(y).all()
+        assert q["agreement_with_fp32"]["images"] > 0
+    assert yoloslim_metadata(onnx.load(str(dict(result.artifacts)["qat"])))["quantization"]["qat_ranges"] > 0
+    mixed = yoloslim_metadata(onnx.load(str(dict(result.artifacts)["mixed"])))["quantization"]["mixed"]
+    assert [s["float_layers"] for s in mixed["steps"]][0] == 0 and len(mixed["keep"]) <= 1
