@@ -46,3 +46,39 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 
     return subprocess.run([sys.executable, "-m", "yoloslim.cli", *args], capture_output=True, text=True,
                           env=env or subprocess_env(), cwd=cwd)
+
+
+def assert_one_line_error(result, *words: str, status: int = 1) -> str:
+    """Assert a finished ``run_cli`` result failed the way bad input must: ``status``, one stderr line, no traceback.
+
+    Ultralytics and plugins may log on stderr before the error; the last line is the ``yoloslim: ...`` one and
+    must contain every one of ``words`` (case-insensitive). Returns that line.
+    """
+    assert result.returncode == status, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
+    assert "Traceback" not in result.stderr, result.stderr[-4000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines, "no message on stderr"
+    last = lines[-1]
+    assert last.startswith("yoloslim: "), last
+    assert len(last) < 1000, f"error line of {len(last)} characters"
+    for word in words:
+        assert word.lower() in last.lower(), (word, last)
+    return last
+
+
+def file_digests(*paths: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``paths`` (files or folders), to prove inputs are byte-identical afterwards."""
+    import hashlib
+
+    out = {}
+    for p in map(Path, paths):
+        for f in sorted([p] if p.is_file() else p.rglob("*")):
+            if f.is_file():
+                out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def stray_temp_files(folder: Path) -> list[Path]:
+    """Temporary files/folders an atomic write or an export leaves when it is not cleaned up."""
+    return [p for p in Path(folder).rglob(".*") if p.name.endswith(".tmp") or p.name.startswith((".export-", ".engine-"))
+            or ".tmp" in p.name]

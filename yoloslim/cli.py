@@ -5,7 +5,9 @@ Every stage type a plugin declares is also a subcommand (``yoloslim finetune MOD
 commands without touching the core.
 
 Bad input ends with one line on stderr (``yoloslim: error: ...``) and exit status 1; a traceback
-means a bug.
+means a bug. SIGINT and SIGTERM end any command with "yoloslim: interrupted" and status 130 / 143, and no
+output is written after one. Checkpoints are unpickled safely unless ``--trust-checkpoint`` is given
+(:mod:`yoloslim.trust`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,25 +32,38 @@ _REFERENCE_HELP = ("the FP32 original: every model also gets its agreement with 
                    "detections); default on a split without labels: the first model")
 
 
+_TRUST_HELP = ("unpickle checkpoints without the safe-load allowlist: only for files whose origin you trust, as "
+               "loading them can run code they contain (also YOLOSLIM_TRUST_CHECKPOINTS=1)")
+
+
+def _common() -> argparse.ArgumentParser:
+    """Flags every subcommand takes."""
+    c = argparse.ArgumentParser(add_help=False)
+    c.add_argument("--trust-checkpoint", action="store_true", help=_TRUST_HELP)
+    return c
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="yoloslim", description="Make trained Ultralytics YOLO detectors small and fast.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = [_common()]
 
-    c = sub.add_parser("compress", help="run a recipe on a checkpoint and report original vs compressed",
+    c = sub.add_parser("compress", parents=common, help="run a recipe on a checkpoint and report original vs compressed",
                        description="Run the recipe's stages in order, write each stage's checkpoint or artifact, "
                                    "then measure the original and every artifact and write report.md/report.json.")
     c.add_argument("model", help="Ultralytics detection checkpoint (.pt)")
     c.add_argument("--data", required=True, help="dataset YAML the model was trained on")
     c.add_argument("--recipe", required=True, help="recipe YAML (see recipes/)")
-    c.add_argument("--out", help="run directory (default runs/slim/<recipe name>)")
+    c.add_argument("--out", help="run directory (default runs/slim/<recipe name>, numbered if taken; an earlier "
+                                 "run's directory is cleaned before reuse)")
     c.add_argument("--imgsz", type=int, help="image size (default: the checkpoint's training size)")
     c.add_argument("--device", default="cpu", help="training device, as in Ultralytics (cpu, 0, 0,1)")
     c.add_argument("--split", help="split for mAP (default test if present, else val)")
     c.add_argument("--threads", type=int, default=2, help="CPU threads for latency (default 2)")
     c.add_argument("--runs", type=int, default=50, help="timed runs per artifact (default 50)")
 
-    m = sub.add_parser("measure", help="measure mAP, params, GFLOPs, size and latency of models",
+    m = sub.add_parser("measure", parents=common, help="measure mAP, params, GFLOPs, size and latency of models",
                        description="Measure .pt and .onnx models with the same harness, latency interleaved.")
     m.add_argument("models", nargs="+", help="checkpoints or exported models")
     m.add_argument("--data", required=True, help="dataset YAML")
@@ -58,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--json", help="also write the results to this JSON file")
     m.add_argument("--reference", help=_REFERENCE_HELP)
 
-    b = sub.add_parser("bench", help="one table and a Pareto plot of accuracy vs latency for several models",
+    b = sub.add_parser("bench", parents=common, help="one table and a Pareto plot of accuracy vs latency for several models",
                        description="Measure every model with the same harness in one process (latency interleaved) "
                                    "and write bench.md, bench.json and pareto.png (mAP50-95 vs latency p50).")
     b.add_argument("models", nargs="+", help="checkpoints or exported models (any format a runtime plugin opens)")
@@ -70,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--runs", type=int, default=50, help="timed runs per model (default 50)")
     b.add_argument("--reference", help=_REFERENCE_HELP)
 
-    e = sub.add_parser("export", help="export a checkpoint through the export plugins",
+    e = sub.add_parser("export", parents=common, help="export a checkpoint through the export plugins",
                        description="Export a checkpoint to a deployment format via the yoloslim_export hook.")
     e.add_argument("model", help="Ultralytics detection checkpoint (.pt)")
     e.add_argument("--format", default="onnx", help="format name (see 'yoloslim plugins'), default onnx")
@@ -99,7 +115,7 @@ def _add_stage_commands(sub: Any) -> None:
     for st in stage_types.values():
         if st.name in _BUILTIN_COMMANDS:
             continue
-        p = sub.add_parser(st.name, help=st.help or f"run the '{st.name}' stage alone",
+        p = sub.add_parser(st.name, parents=[_common()], help=st.help or f"run the '{st.name}' stage alone",
                            description=f"{st.help or st.name}. Runs a one-stage recipe, writes the result to --out "
                                        "and a report comparing it with the original into the run directory.")
         p.add_argument("model", help="Ultralytics detection checkpoint (.pt)")
@@ -107,7 +123,8 @@ def _add_stage_commands(sub: Any) -> None:
         p.add_argument("--out", required=True, help="output file")
         p.add_argument("--imgsz", type=int, help="image size (default: the checkpoint's training size)")
         p.add_argument("--device", default="cpu", help="training device, as in Ultralytics (cpu, 0, 0,1)")
-        p.add_argument("--run-dir", help="where stage outputs and the report go (default runs/slim/<stage>)")
+        p.add_argument("--run-dir", help="where stage outputs and the report go (default runs/slim/<stage>, "
+                                         "numbered if taken)")
         p.add_argument("--threads", type=int, default=2, help="CPU threads for latency (default 2)")
         p.add_argument("--runs", type=int, default=50, help="timed runs per artifact (default 50)")
         if st.trains:
@@ -136,9 +153,10 @@ _BUILTIN_COMMANDS = {"compress", "measure", "bench", "export", "plugins"}
 
 def _cmd_stage(a: argparse.Namespace) -> int:
     from yoloslim.checkpoint import atomic_copy
-    from yoloslim.pipeline import compress, unique_dir
-    from yoloslim.plugins import get_plugin_manager
     from yoloslim.errors import RecipeError
+    from yoloslim.outputs import check_output_file
+    from yoloslim.pipeline import compress
+    from yoloslim.plugins import get_plugin_manager
     from yoloslim.recipe import parse_recipe
 
     pm = get_plugin_manager()
@@ -150,8 +168,8 @@ def _cmd_stage(a: argparse.Namespace) -> int:
         recipe = parse_recipe({"name": a.stage_type, "stages": [stage]}, pm.stage_types(), None, pm.failed)
     except RecipeError as e:  # name the subcommand, not the one-stage recipe built from its flags
         raise RecipeError(str(e).replace(f"<recipe>: stage 1 ({a.stage_type}): ", f"{a.stage_type}: ", 1)) from None
-    run_dir = Path(a.run_dir) if a.run_dir else unique_dir(Path("runs/slim") / a.stage_type)
-    r = compress(a.model, a.data, recipe, out=run_dir, imgsz=a.imgsz, device=a.device, threads=a.threads,
+    check_output_file(a.out, [a.model, a.data, *(v for k, v in stage.items() if k != "type" and isinstance(v, str))])
+    r = compress(a.model, a.data, recipe, out=a.run_dir, imgsz=a.imgsz, device=a.device, threads=a.threads,
                  runs=a.runs, plugins=pm)
     out = atomic_copy(r.artifacts[-1][1], a.out)
     print(r.report_md.read_text(encoding="utf-8"))
@@ -178,8 +196,11 @@ def _cmd_compress(a: argparse.Namespace) -> int:
 
 def _cmd_measure(a: argparse.Namespace) -> int:
     from yoloslim.measure import format_table
+    from yoloslim.outputs import check_output_file
     from yoloslim.pipeline import measure_models
 
+    if a.json:
+        check_output_file(a.json, [*a.models, a.data, *([a.reference] if a.reference else [])], "--json")
     results = measure_models(a.models, a.data, imgsz=a.imgsz, split=a.split, threads=a.threads, runs=a.runs,
                              json_path=a.json, reference=a.reference)
     print(format_table(results))
@@ -188,9 +209,11 @@ def _cmd_measure(a: argparse.Namespace) -> int:
 
 def _cmd_bench(a: argparse.Namespace) -> int:
     from yoloslim.measure import format_table
+    from yoloslim.outputs import check_output_dir
     from yoloslim.pipeline import measure_models
     from yoloslim.report import write_bench
 
+    check_output_dir(a.out, [*a.models, a.data, *([a.reference] if a.reference else [])])
     results = measure_models(a.models, a.data, imgsz=a.imgsz, split=a.split, threads=a.threads, runs=a.runs,
                              reference=a.reference)
     md, js, plot = write_bench(a.out, results, {"models": [str(m) for m in a.models], "data": str(a.data)})
@@ -203,8 +226,11 @@ def _cmd_export(a: argparse.Namespace) -> int:
     import yaml
 
     from yoloslim.context import SlimContext
+    from yoloslim.dataset_checks import check_imgsz
     from yoloslim.errors import ExportError
-    from yoloslim.pipeline import model_imgsz
+    from yoloslim.model_io import load_checkpoint
+    from yoloslim.outputs import check_output_file
+    from yoloslim.pipeline import default_imgsz, model_stride
 
     options: dict[str, Any] = {}
     for item in a.option:
@@ -212,7 +238,9 @@ def _cmd_export(a: argparse.Namespace) -> int:
         if not sep or not key:
             raise ExportError(f"--option '{item}': expected KEY=VALUE, e.g. --option dynamic=true")
         options[key] = yaml.safe_load(value)
-    imgsz = a.imgsz or model_imgsz(a.model)
+    model, ckpt = load_checkpoint(a.model)
+    check_output_file(a.out, [a.model])
+    imgsz = check_imgsz(a.imgsz if a.imgsz is not None else default_imgsz(ckpt), model_stride(model))
     path = SlimContext(imgsz=imgsz).export(a.model, a.format, a.out, **options)
     print(path)
     return 0
@@ -222,6 +250,8 @@ def _cmd_plugins(a: argparse.Namespace) -> int:
     from yoloslim.plugins import get_plugin_manager
 
     pm = get_plugin_manager()
+    if pm.unmatched:
+        print(pm.allowlist_message())
     for info in pm.info():
         print(f"{info.name}  ({info.package} {info.version})")
         print(f"    hooks: {', '.join(info.hooks) or '-'}")
@@ -238,20 +268,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv or "--verbose" in argv
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(name)s: %(message)s")
-    args = _parser().parse_args(argv)
-    from yoloslim.errors import YoloslimError
+    from yoloslim import signals
 
-    handlers = {"compress": _cmd_compress, "measure": _cmd_measure, "bench": _cmd_bench, "export": _cmd_export,
-                "plugins": _cmd_plugins}
-    handler = handlers.get(args.command, _cmd_stage)
+    signals.install()
     try:
-        return handler(args)
-    except YoloslimError as e:
-        print(f"yoloslim: error: {e}", file=sys.stderr)
-        return 1
+        args = _parser().parse_args(argv)
+        from yoloslim.errors import YoloslimError, storage_error
+        from yoloslim.trust import trust_scope
+
+        handlers = {"compress": _cmd_compress, "measure": _cmd_measure, "bench": _cmd_bench, "export": _cmd_export,
+                    "plugins": _cmd_plugins}
+        handler = handlers.get(args.command, _cmd_stage)
+        try:
+            with trust_scope(True if getattr(args, "trust_checkpoint", False) else None):
+                status = handler(args)
+        except YoloslimError as e:
+            if signals.received():  # a plugin's error on the way out of an interrupt
+                raise signals.Interrupted(signals.received()) from None
+            print(f"yoloslim: error: {_one_line(str(e))}", file=sys.stderr)
+            return 1
+        except Exception as e:
+            storage = storage_error(e)  # disk full, read-only, permission: the user's to fix, not a bug
+            if storage is None or signals.received():
+                raise
+            print(f"yoloslim: error: {_one_line(str(storage))}", file=sys.stderr)
+            return 1
+        signals.check()  # an interrupt some library swallowed still ends the run as interrupted
+        return status
     except KeyboardInterrupt:
+        signum = signals.received() or signal.SIGINT
         print("yoloslim: interrupted", file=sys.stderr)
-        return 130
+        return signals.exit_status(signum)
+
+
+_MAX_MESSAGE = 600
+
+
+def _one_line(message: str) -> str:
+    """A message on one line, cut to a length a terminal shows (a YAML bomb must not print megabytes)."""
+    text = " ".join(message.split())
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
 if __name__ == "__main__":

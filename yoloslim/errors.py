@@ -30,3 +30,47 @@ class PluginError(YoloslimError):
 
 class ExportError(YoloslimError):
     """No plugin can export to the requested format, or the export failed."""
+
+
+class StorageError(YoloslimError):
+    """Writing a file failed because the disk is full, read-only, or not writable by this user."""
+
+
+_STORAGE_ERRNOS = {"ENOSPC": "no space left on device", "EROFS": "read-only file system", "EACCES": "permission denied",
+                   "EPERM": "permission denied", "EDQUOT": "disk quota exceeded"}
+# Text of errors that wrap a failed write without its errno (torch.save's zip writer, C++ streams).
+_STORAGE_TEXT = (("no space left on device", "no space left on device"), ("disk quota exceeded", "disk quota exceeded"),
+                 ("read-only file system", "read-only file system"),
+                 ("file write failed", "a file write failed (most often: no space left on device)"),
+                 ("failed writing file", "a file write failed (most often: no space left on device)"))
+
+
+def storage_error(exc: BaseException) -> StorageError | None:
+    """Return a :class:`StorageError` if ``exc`` (or an exception it wraps) is a failed write, else ``None``.
+
+    Recognises ``OSError`` with errno ENOSPC, EROFS, EACCES, EPERM or EDQUOT anywhere in the ``__cause__`` /
+    ``__context__`` chain, and wrapped failures known by their text (torch's ``PytorchStreamWriter failed writing
+    file ... file write failed``). The message says what happened, names the path when known, and the fix.
+    """
+    import errno
+
+    by_number = {getattr(errno, name): what for name, what in _STORAGE_ERRNOS.items() if hasattr(errno, name)}
+    seen: set[int] = set()
+    what, path, e = None, None, exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in by_number:
+            what, path = by_number[e.errno], e.filename
+            break
+        text = str(e).lower()
+        if what is None:
+            what = next((w for needle, w in _STORAGE_TEXT if needle in text), None)
+        e = e.__cause__ or e.__context__
+    if what is None:
+        return None
+    where = f": '{path}'" if path else ""
+    if "space" in what or "quota" in what or "write failed" in what:
+        fix = "free some space on that disk, or choose an --out/--run-dir on another disk"
+    else:
+        fix = "choose a writable --out/--run-dir, or fix the permissions of that folder"
+    return StorageError(f"{what}{where}; {fix}")

@@ -62,8 +62,35 @@ def yoloslim_stage_types() -> list[StageType]:
     """
 
 
+@hookspec
+def yoloslim_check_stage(stage: Stage, ctx: SlimContext) -> None:
+    """Check, before any work, everything ``stage`` will need at run time.
+
+    Fires once per stage of a recipe, in order, after the checkpoint, the dataset and the recipe were
+    validated and before the first stage starts (``ctx.stage`` is ``stage``; ``ctx.data``, ``ctx.imgsz`` and
+    ``ctx.run_dir`` are set, the run directory may not exist yet). The owner of ``stage.type`` checks what
+    only it knows: files its options name (a teacher checkpoint, a calibration split), formats, and values
+    that depend on the dataset or the model. Raise a :class:`yoloslim.errors.YoloslimError` subclass whose
+    message names the option and the fix; return ``None`` otherwise. Do no work here (no training, no export):
+    a failing check must leave nothing behind. Option types and conflicts that need no run context belong
+    in :attr:`yoloslim.recipe.StageType.check`, which runs while the recipe is parsed.
+    """
+
+
 # ---------------------------------------------------------------------------------------------
 # Model
+
+
+@hookspec
+def yoloslim_checkpoint_classes() -> list[type]:
+    """Return the classes this plugin's stages may leave pickled inside a checkpoint (e.g. a pruned block).
+
+    yoloslim unpickles checkpoints with ``torch.load(weights_only=True)`` against an allowlist
+    (:mod:`yoloslim.trust`): Ultralytics' and torch's model classes plus what plugins return here. A checkpoint
+    holding any other class is refused unless the user trusts it (``--trust-checkpoint``). Return only classes
+    whose unpickling sets attributes and runs no other code (``nn.Module`` subclasses defined in your package);
+    everything they reference must itself be allowed.
+    """
 
 
 @hookspec(firstresult=True)
@@ -154,6 +181,17 @@ def yoloslim_build_artifact(checkpoint: Path, stage: Stage, ctx: SlimContext) ->
 
     The owner of ``stage.type`` writes its artifact into ``ctx.stage_dir`` (temporary name, then
     rename) and returns its path; others return ``None``.
+    """
+
+
+@hookspec
+def yoloslim_export_formats() -> list[str]:
+    """Return the format names this plugin's :func:`yoloslim_export` writes (e.g. ``["onnx"]``).
+
+    Asked before any work, so that a recipe or command naming a format no loaded plugin writes stops with one
+    line instead of failing after the stages that precede its export; also listed by ``yoloslim plugins``.
+    Return only formats this machine can produce (an ``engine`` exporter without TensorRT installed returns
+    ``[]``).
     """
 
 

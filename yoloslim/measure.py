@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from yoloslim.dataset_checks import check_class_names, check_images, check_imgsz, check_labels, check_threads
 from yoloslim.errors import DataError, ModelError
 from yoloslim.model_io import check_dataset, load_checkpoint, model_format, split_images
 
@@ -514,12 +515,22 @@ def measure(
     Returns:
         One :class:`Measurement` per path, in order.
 
+    Everything is checked before the first model is counted: with accuracy or a reference, every label file
+    (:func:`yoloslim.dataset_checks.check_labels`, accuracy only) and image
+    (:func:`yoloslim.dataset_checks.check_images`) of the split, and every model's classes against the
+    dataset's (``.pt``: ``model.names``; ``.onnx``: the ``names`` Ultralytics writes into its metadata; other
+    formats: not checked); for every ``.pt``/``.onnx``, its task (``detect``) and that imgsz is a multiple of its
+    stride.
+
     Raises:
-        ModelError: If a file is missing, unloadable, not a detection model, has a fixed input other than batch 1
-            at imgsz, or has a format nothing can run.
-        DataError: If the dataset is invalid, or accuracy is asked for without a dataset.
+        ModelError: If a file is missing, unloadable, not a detection model (an ONNX file whose metadata names
+            another task included), has a fixed input other than batch 1 at imgsz, or has a format nothing can run.
+        DataError: If the dataset is invalid (YAML, labels, images), a model's classes are not the dataset's,
+            imgsz is not a positive multiple of a model's stride, threads < 1, or accuracy is asked for without a
+            dataset.
     """
     paths = [Path(p) for p in paths]
+    check_threads(threads)
     if names is not None and len(names) != len(paths):
         raise ValueError(f"measure: got {len(names)} names for {len(paths)} paths")
     if accuracy and data is None:
@@ -539,6 +550,13 @@ def measure(
     dataset = check_dataset(data) if data is not None else None
     if dataset is not None and not dataset.get(split):
         raise DataError(f"{data}: has no '{split}:' split to measure on; add it to the YAML or pass split='val'")
+    # Images and labels the validator (or the agreement) reads are checked before any model is counted; a model
+    # measured on the split is then held to the dataset's classes.
+    reads_split = dataset is not None and (accuracy or reference is not None)
+    if reads_split:
+        if accuracy:
+            check_labels(dataset, split, data)
+        check_images(dataset, split, data)
 
     # Load and count first: a bad file fails before any long validation runs.
     results: list[Measurement] = []
@@ -549,11 +567,22 @@ def measure(
         gflops: float | None = None
         if fmt == "pt":
             model, _ = load_checkpoint(path)
+            check_imgsz(imgsz, model_stride(model))
+            if reads_split:
+                check_class_names(getattr(model, "names", None), dataset["names"], path, data)
             model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
             torch_models[i] = model.eval()
             params, gflops = torch_counts(torch_models[i], imgsz)
         elif fmt == "onnx":
+            metadata = onnx_metadata(path)
+            check_onnx_task(path, metadata)
+            stride = _literal(metadata.get("stride"))
+            check_imgsz(imgsz, stride if isinstance(stride, int) and stride > 0 else 32)
+            if reads_split:
+                check_class_names(_literal(metadata.get("names")), dataset["names"], path, data)
             params, gflops = onnx_counts(path, imgsz)
+        else:
+            check_imgsz(imgsz, 1)
         results.append(
             Measurement(
                 name=names[i] if names is not None else path.name,
@@ -610,12 +639,59 @@ def measure(
     return results
 
 
-def onnx_class_count(model: Any) -> int | None:
-    """Number of classes of a loaded ONNX model, from the class names Ultralytics' exporter stores in its metadata."""
+def _literal(value: str | None) -> Any:
+    """A metadata value Ultralytics' exporter wrote with ``str()`` (``"32"``, ``"{0: 'person'}"``), or None."""
     import ast
 
-    names = next((p.value for p in model.metadata_props if p.key == "names"), None)
-    return None if names is None else len(ast.literal_eval(names))
+    if value is None:
+        return None
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file as a dict (Ultralytics writes ``task``, ``names``, ``stride``, ...).
+
+    Raises:
+        ModelError: If the file cannot be read as ONNX.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise ModelError(f"{path}: not a readable ONNX file ({type(e).__name__}: {e}); export it again") from e
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def check_onnx_task(path: str | Path, metadata: dict[str, str]) -> None:
+    """Refuse an ONNX file whose Ultralytics metadata names a task other than ``detect`` (OBB, segment, ...).
+
+    A file without a ``task`` entry (not exported by Ultralytics) is not refused here.
+
+    Raises:
+        ModelError: Naming the file and its task.
+    """
+    task = metadata.get("task")
+    if task is not None and task != "detect":
+        raise ModelError(
+            f"{path}: holds a '{task}' model (ONNX metadata), yoloslim measures detection models only; "
+            f"pass a model exported from a checkpoint trained with task=detect"
+        )
+
+
+def model_stride(model: torch.nn.Module) -> int:
+    """The largest stride of an Ultralytics model (32 when it does not say)."""
+    stride = getattr(model, "stride", None)
+    return int(stride.max()) if isinstance(stride, torch.Tensor) and stride.numel() else 32
+
+
+def onnx_class_count(model: Any) -> int | None:
+    """Number of classes of a loaded ONNX model, from the class names Ultralytics' exporter stores in its metadata."""
+    names = _literal(next((p.value for p in model.metadata_props if p.key == "names"), None))
+    return None if names is None else len(names)
 
 
 def model_nc(path: Path, torch_model: torch.nn.Module | None = None) -> int | None:

@@ -1,9 +1,10 @@
 """Load Ultralytics checkpoints and dataset YAMLs, turning every failure into a one-line yoloslim error.
 
-Loading goes through Ultralytics' own loader (``ultralytics.nn.tasks.load_checkpoint``) and dataset check
-(``ultralytics.data.utils.check_det_dataset``), so a file yoloslim accepts is one Ultralytics accepts. What this
-module adds is the guard rails: no download, no pip install of a module named inside a pickle, and an error that
-names the file and the fix.
+Checkpoints are unpickled safely (``weights_only=True`` against an allowlist, :mod:`yoloslim.trust`) through
+Ultralytics' ``torch_safe_load`` and set up as Ultralytics' ``load_checkpoint`` does; datasets go through Ultralytics'
+``check_det_dataset``; so a file yoloslim accepts is one Ultralytics accepts. What this module adds is the guard
+rails: no code run from a pickle unless trusted, no download, no pip install of a module named inside a pickle, and
+an error that names the file and the fix.
 """
 
 from __future__ import annotations
@@ -61,11 +62,16 @@ def _one_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Load an Ultralytics detection checkpoint the way Ultralytics does.
+def load_checkpoint(path: str | Path, trust: bool | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load an Ultralytics detection checkpoint safely, then prepare it the way Ultralytics does.
+
+    The file is unpickled with ``weights_only=True`` against an allowlist (:mod:`yoloslim.trust`) unless it is
+    trusted; the model is then set up as ``ultralytics.nn.tasks.load_checkpoint`` would (args, task, stride).
 
     Args:
         path: A ``.pt`` file written by Ultralytics (``best.pt``, ``last.pt``, ``YOLO.save()``) or by yoloslim.
+        trust: Unpickle without the allowlist (the file may run code). ``None``: the enclosing
+            :func:`yoloslim.trust.trust_scope`, else the ``YOLOSLIM_TRUST_CHECKPOINTS`` environment variable.
 
     Returns:
         The float32 model in eval mode on the CPU (the checkpoint's EMA if it has one, else its model), not
@@ -73,10 +79,13 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
 
     Raises:
         ModelError: If the file is missing, is not a loadable Ultralytics checkpoint (corrupt, truncated, a plain
-            state_dict, a TorchScript archive), pickles a class from a module that cannot be imported, or holds a
-            model whose task is not ``detect``.
+            state_dict, a TorchScript archive), needs a class outside the allowlist and is not trusted, pickles a
+            class from a module that cannot be imported, or holds a model whose task is not ``detect``.
     """
-    from ultralytics.nn import tasks
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+    from ultralytics.nn.tasks import guess_model_task
+
+    from yoloslim.trust import OPT_IN, UntrustedCheckpoint, load_checkpoint_dict
 
     path = Path(path)
     if not path.is_file():
@@ -86,7 +95,12 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
 
     try:
         with _no_autoinstall():
-            model, ckpt = tasks.load_checkpoint(str(path), device="cpu", fuse=False)
+            ckpt = load_checkpoint_dict(str(path), trust)
+    except UntrustedCheckpoint as e:
+        raise ModelError(
+            f"{path}: refused to unpickle '{e.name}', which is not on the allowlist of what a detection checkpoint holds ("
+            f"loading it could run code hidden in the file); if you trust where the file came from, pass {OPT_IN}"
+        ) from None
     except ModuleNotFoundError as e:
         # Ultralytics re-raises some of these with its own message; the module name sits on the original.
         missing = e.name or getattr(e.__cause__, "name", None) or _one_line(e)
@@ -99,6 +113,29 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
             f"{path}: not a loadable Ultralytics checkpoint ({type(e).__name__}: {_one_line(e)}); "
             f"re-save it with YOLO(...).save() or use the best.pt/last.pt that training wrote"
         ) from e
+
+    model = ckpt.get("ema") or ckpt.get("model") if isinstance(ckpt, dict) else None
+    if not isinstance(model, torch.nn.Module):
+        raise ModelError(
+            f"{path}: not a loadable Ultralytics checkpoint (no model inside: a state_dict or another tool's file); "
+            f"re-save it with YOLO(...).save() or use the best.pt/last.pt that training wrote"
+        )
+    model = model.float()
+    if ckpt.get("modelopt"):  # Ultralytics' own QAT checkpoint: re-apply the fake quantization it learned
+        from ultralytics.nn.tasks import restore_qat
+
+        restore_qat(model, ckpt["modelopt"])
+    model.args = {**DEFAULT_CFG_DICT, **(ckpt.get("train_args") or {})}
+    model.pt_path = str(path)
+    model.task = getattr(model, "task", None) or guess_model_task(model)
+    if not hasattr(model, "stride"):
+        model.stride = torch.tensor([32.0])
+    model = model.eval().to("cpu")
+    for m in model.modules():
+        if hasattr(m, "inplace"):
+            m.inplace = True
+        elif isinstance(m, torch.nn.Upsample) and not hasattr(m, "recompute_scale_factor"):
+            m.recompute_scale_factor = None
 
     task = getattr(model, "task", None)
     if task != "detect":
@@ -162,8 +199,10 @@ def check_dataset(data: str | Path) -> dict[str, Any]:
         The dataset dictionary from ``check_det_dataset``: split paths resolved, ``names`` and ``nc`` filled in.
 
     Raises:
-        DataError: If the YAML is missing or unreadable, lacks ``names`` (or ``nc``), ``train`` or ``val``, or a
-            listed split points at a folder that does not exist or holds no images.
+        DataError: If the YAML is missing, unreadable or not UTF-8 text (a binary file), lacks ``names`` (or
+            ``nc``), ``train`` or ``val``, or a listed split points at a folder that does not exist or holds no
+            images. Label and image contents are checked by :mod:`yoloslim.dataset_checks` for the split a
+            command reads.
     """
     from ultralytics.data.utils import check_det_dataset
 
@@ -173,8 +212,16 @@ def check_dataset(data: str | Path) -> dict[str, Any]:
     if not file.is_file():
         raise DataError(f"{file}: dataset YAML not found; pass the path to an existing dataset .yaml file")
     try:
-        raw = yaml.safe_load(file.read_text())
-    except (OSError, yaml.YAMLError) as e:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{file}: not a text file (byte {e.start} is not UTF-8); pass the dataset YAML, saved as UTF-8 text"
+        ) from e
+    except OSError as e:
+        raise DataError(f"{file}: cannot read the dataset YAML ({e.strerror or _one_line(e)}); check the file") from e
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
         raise DataError(f"{file}: cannot read the dataset YAML ({_one_line(e)}); fix its syntax") from e
     if not isinstance(raw, dict):
         raise DataError(f"{file}: dataset YAML is not a mapping; it needs path/train/val/names keys")

@@ -9,12 +9,15 @@ from typing import Any
 
 from yoloslim.checkpoint import atomic_copy, save_checkpoint
 from yoloslim.context import SlimContext
+from yoloslim.dataset_checks import check_class_names, check_runs, check_split, check_threads
 from yoloslim.errors import DataError, PluginError
 from yoloslim.measure import Measurement, measure
 from yoloslim.model_io import check_dataset, has_labels, load_checkpoint
+from yoloslim.outputs import run_directory
 from yoloslim.plugins import PluginManager, get_plugin_manager
 from yoloslim.recipe import Recipe, Stage, load_recipe
 from yoloslim.report import write_report
+from yoloslim.trust import trust_scope
 
 LOGGER = logging.getLogger("yoloslim.pipeline")
 
@@ -62,18 +65,9 @@ def model_imgsz(path: str | Path, fallback: int = 640) -> int:
 
 
 def check_classes(ckpt: dict[str, Any], data_dict: dict[str, Any], model: Path, data: str | Path) -> None:
-    """Raise DataError when the checkpoint's classes are not the dataset's."""
+    """Raise DataError when the checkpoint's classes are not the dataset's (see ``check_class_names``)."""
     net = ckpt.get("ema") or ckpt.get("model")
-    names = getattr(net, "names", None)
-    if names is None:
-        return
-    model_names = list(names.values()) if isinstance(names, dict) else list(names)
-    data_names = list(data_dict["names"].values())
-    if model_names != data_names:
-        raise DataError(
-            f"model '{model}' has classes {model_names} but dataset '{data}' has {data_names}; "
-            "compress with the dataset the model was trained on"
-        )
+    check_class_names(getattr(net, "names", None), data_dict["names"], model, data)
 
 
 def default_split(data_dict: dict[str, Any], split: str | None = None) -> str:
@@ -81,14 +75,23 @@ def default_split(data_dict: dict[str, Any], split: str | None = None) -> str:
     return split or ("test" if data_dict.get("test") else "val")
 
 
-def unique_dir(base: Path) -> Path:
-    """Return ``base``, or ``base2``, ``base3``, ... whichever does not exist yet."""
-    if not base.exists():
-        return base
-    i = 2
-    while Path(f"{base}{i}").exists():
-        i += 1
-    return Path(f"{base}{i}")
+def model_stride(model: Any) -> int:
+    """The largest stride of a detection model (32 for YOLOv8/11/26 at P5, 64 for P6 models)."""
+    stride = getattr(model, "stride", None)
+    try:
+        return int(max(stride.tolist() if hasattr(stride, "tolist") else stride))
+    except (TypeError, ValueError):
+        return 32
+
+
+def _input_files(rec: Recipe) -> list[Path]:
+    """Files a recipe's stages read: every string option that names an existing file (a teacher, a calibration list)."""
+    files = []
+    for stage in rec.stages:
+        for value in stage.options.values():
+            if isinstance(value, str) and value and Path(value).exists():
+                files.append(Path(value))
+    return files
 
 
 # Training arguments a fine-tune inherits from the checkpoint's own training, so it sees the data the
@@ -178,6 +181,7 @@ def compress(
     threads: int = 2,
     runs: int = 50,
     plugins: PluginManager | None = None,
+    trust: bool | None = None,
 ) -> CompressResult:
     """Compress ``model`` with ``recipe`` and report original vs every artifact.
 
@@ -185,38 +189,83 @@ def compress(
         model: Ultralytics detection checkpoint (``best.pt``).
         data: Dataset YAML the model was trained on.
         recipe: Recipe YAML path or a parsed :class:`Recipe`.
-        out: Run directory (default ``runs/slim/<recipe name>``, numbered if it exists).
+        out: Run directory (default ``runs/slim/<recipe name>``, numbered if it exists). An existing one is reused
+            only if an earlier yoloslim run made it; its earlier stage folders and report are removed first.
         imgsz: Image size for training, export and measurement (default: the checkpoint's own).
         device: Ultralytics device for training (``"cpu"``, ``"0"``).
         split: Dataset split to measure mAP on (default ``test`` if the dataset has one, else ``val``).
         threads: CPU threads for latency measurement.
         runs: Timed runs per artifact for latency.
         plugins: Plugin manager (default: the installed plugins).
+        trust: Unpickle checkpoints (the model, a teacher) without the safe-load allowlist; ``None``: the
+            ``YOLOSLIM_TRUST_CHECKPOINTS`` environment variable (see :mod:`yoloslim.trust`).
 
     Returns:
         A :class:`CompressResult` with the artifacts, measurements and report paths.
 
     Raises:
-        YoloslimError: On bad input (checkpoint, dataset, recipe) before any work starts, or a plugin failure.
+        YoloslimError: On bad input (checkpoint, dataset, recipe, options, output paths, what a stage will need)
+            before any work starts, or a plugin failure.
     """
     pm = plugins or get_plugin_manager()
+    with trust_scope(trust, pm):
+        ctx, rec, labelled, split, inputs = _preflight(model, data, recipe, out, imgsz, device, split, threads, runs,
+                                                       pm)
+        model = Path(model)
+        with run_directory(out, Path("runs/slim") / rec.name) as run_dir:
+            ctx.run_dir = run_dir.resolve()
+            return _run(model, data, rec, ctx, run_dir, split, labelled, threads, runs)
+
+
+def _preflight(model: str | Path, data: str | Path, recipe: str | Path | Recipe, out: str | Path | None,
+               imgsz: int | None, device: str, split: str | None, threads: int, runs: int,
+               pm: PluginManager) -> tuple[SlimContext, Recipe, bool, str, list[Path]]:
+    """Check everything the run will need before the first stage: nothing is written if a check fails."""
+    from yoloslim.dataset_checks import check_images, check_imgsz, check_labels, check_runs, check_split, check_threads
+    from yoloslim.outputs import check_free_space, check_output_dir, check_writable_folder
+
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, pm.stage_types(), pm.failed)
     model = Path(model)
-    _, ckpt = load_checkpoint(model)
+    net, ckpt = load_checkpoint(model)
     data_dict = check_dataset(data)
     check_classes(ckpt, data_dict, model, data)
-    imgsz = imgsz or rec.train.get("imgsz") or default_imgsz(ckpt)
-    split = default_split(data_dict, split)
-    run_dir = Path(out) if out else unique_dir(Path("runs/slim") / rec.name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ctx = SlimContext(run_dir=run_dir.resolve(), data=str(Path(data).resolve()), imgsz=imgsz, device=device,
-                      recipe_path=str(rec.path) if rec.path else None, plugins=pm)
+    check_threads(threads)
+    check_runs(runs)
+    imgsz = check_imgsz(imgsz if imgsz is not None else (rec.train.get("imgsz") or default_imgsz(ckpt)),
+                        model_stride(net))
+    split = check_split(data_dict, default_split(data_dict, split), data)
+    trains = [s for s in rec.stages if s.epochs > 0]
+    for name in dict.fromkeys([split, *(("train", "val") if trains else ())]):
+        check_labels(data_dict, name, data)
+        check_images(data_dict, name, data, sample=None if name == split else 64)
+    inputs = [model, Path(data), *([rec.path] if rec.path else []), *_input_files(rec)]
+    if out is not None:
+        check_output_dir(out, inputs)
+    else:
+        check_writable_folder("runs/slim")
+    # The first artifact is about the original's size; baselines, stage checkpoints and a training run's last/best
+    # need a few times that.
+    check_free_space(out or "runs/slim", 4 * model.stat().st_size + 64 * 2**20)
+    ctx = SlimContext(run_dir=Path(out or Path("runs/slim") / rec.name).resolve(), data=str(Path(data).resolve()),
+                      imgsz=imgsz, device=device, recipe_path=str(rec.path) if rec.path else None, plugins=pm)
+    for stage in rec.stages:
+        ctx.stage = stage
+        pm.call("yoloslim_check_stage", stage=stage, ctx=ctx)
+    ctx.stage = None
+    return ctx, rec, has_labels(data_dict, split), split, inputs
+
+
+def _run(model: Path, data: str | Path, rec: Recipe, ctx: SlimContext, run_dir: Path, split: str, labelled: bool,
+         threads: int, runs: int) -> CompressResult:
+    """Run the checked recipe in ``run_dir``: stages, baselines, measurement, report."""
+    pm = ctx.get_plugins()
+    imgsz = ctx.imgsz
     LOGGER.info("compressing %s with recipe '%s' (%d stages) into %s", model, rec.name, len(rec.stages), run_dir)
 
     artifacts: list[tuple[str, Path]] = [("original", model)]
     current = model
     for stage in rec.stages:
-        ctx.stage, ctx.stage_dir = stage, run_dir / f"{stage.index + 1:02d}_{stage.name}"
+        ctx.stage, ctx.stage_dir = stage, ctx.run_dir / f"{stage.index + 1:02d}_{stage.name}"
         LOGGER.info("stage %d/%d: %s (%s)", stage.index + 1, len(rec.stages), stage.name, stage.type)
         path = run_stage(stage, current, ctx)
         artifacts.append((stage.name, path))
@@ -226,7 +275,6 @@ def compress(
 
     extra = baselines(model, [p for _, p in artifacts[1:]], ctx)
     rows = [artifacts[0], *extra, *artifacts[1:]]
-    labelled = has_labels(data_dict, split)
     reference = next((p for _, p in extra if p.suffix == ".onnx"), model)  # the FP32 ONNX when there is one
     opener = runtime_opener(pm)
     results = measure([p for _, p in rows], data, imgsz=imgsz, split=split, threads=threads, runs=runs,
@@ -293,14 +341,24 @@ def measure_models(
 
     On a split without labels there is no mAP: every model gets its agreement with ``reference`` (default: the
     first model, the FP32 original) instead. A ``reference`` given on a labelled split adds agreement to the mAP.
+
+    The options and the dataset are checked before any model is measured (``yoloslim.dataset_checks``): threads
+    and runs >= 1, the split defined by the YAML, imgsz > 0 and a multiple of every model's stride, every label
+    file and image of the split, and every model's classes against the dataset's.
+
+    Raises:
+        DataError: For a bad option, dataset, label file or image, or a model with other classes.
+        ModelError: For a missing or unloadable model, or one that is not a detection model.
     """
     from yoloslim.measure import write_json
 
+    check_threads(threads)
+    check_runs(runs)
     pm = plugins or get_plugin_manager()
     data_dict = check_dataset(data)
-    imgsz = imgsz or model_imgsz(models[0])
-    split = default_split(data_dict, split)
-    labelled = has_labels(data_dict, split)
+    split = check_split(data_dict, default_split(data_dict, split), data)
+    imgsz = imgsz if imgsz is not None else model_imgsz(models[0])
+    labelled = has_labels(data_dict, split)  # imgsz, labels, images and classes: checked by measure() up front
     if not labelled and reference is None:
         reference = models[0]
         LOGGER.info("the '%s' split has no labels: measuring agreement with %s, not mAP", split, reference)

@@ -5,15 +5,24 @@ Environment variables:
 - ``YOLOSLIM_PLUGINS``: comma-separated allowlist of entry-point names; only these load.
 - ``YOLOSLIM_DISABLE_PLUGINS``: comma-separated blocklist of entry-point names.
 
-A plugin that fails to import is recorded (name and error) and logged; the run goes on, and a
-recipe that needs one of its stages fails with an error that names it.
+A plugin that fails to import, breaks the hook contract (a hook the spec does not have, an argument
+it does not pass) or raises while declaring its stage types is recorded in ``failed`` (name -> error
+and the disable hint), logged and left out; the run goes on, and a recipe that needs one of its stages
+fails with an error that names it. Allowlist names that match no installed plugin are kept in
+``unmatched`` and logged.
+
+Any exception a hook raises, ``sys.exit`` included, becomes a :class:`~yoloslim.errors.PluginError`
+naming the plugin, except a failed write (disk full, read-only, permission denied), which becomes a
+:class:`~yoloslim.errors.StorageError` naming the path: disabling the plugin would not fix it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -21,8 +30,8 @@ from typing import Any
 import pluggy
 
 from yoloslim import hookspecs
-from yoloslim.errors import PluginError, YoloslimError
-from yoloslim.recipe import StageType
+from yoloslim.errors import PluginError, YoloslimError, storage_error
+from yoloslim.recipe import StageType, short_repr
 
 LOGGER = logging.getLogger("yoloslim.plugins")
 ENTRY_POINT_GROUP = "yoloslim"
@@ -44,8 +53,40 @@ def _names(var: str) -> set[str] | None:
     return {x.strip() for x in value.split(",") if x.strip()} if value else None
 
 
+def _disable_hint(name: str) -> str:
+    return f"fix the plugin or disable it with YOLOSLIM_DISABLE_PLUGINS={name}"
+
+
+def _reason(e: BaseException, limit: int = 300) -> str:
+    """``Type: message`` of ``e`` on one line, cut to ``limit`` characters."""
+    text = " ".join(f"{type(e).__name__}: {e}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _hook_error(plugin: str, hook: str, e: BaseException) -> YoloslimError:
+    """The one-line error for exception ``e`` raised by ``plugin`` inside ``hook``."""
+    stored = storage_error(e)
+    if stored is not None:  # the disk, not the plugin: disabling it would not help
+        return stored
+    if isinstance(e, SystemExit):
+        return PluginError(f"plugin '{plugin}' called sys.exit({short_repr(e.code)}) in {hook}; {_disable_hint(plugin)}")
+    return PluginError(f"plugin '{plugin}' raised in {hook}: {_reason(e)}; {_disable_hint(plugin)}")
+
+
+def _passes_through(e: BaseException) -> bool:
+    """Exceptions a hook call lets through as they are: our own errors and the user's interrupt."""
+    return isinstance(e, (YoloslimError, KeyboardInterrupt, GeneratorExit))
+
+
 class PluginManager:
-    """The yoloslim plugin set: a pluggy manager plus load bookkeeping and safe hook calls."""
+    """The yoloslim plugin set: a pluggy manager plus load bookkeeping and safe hook calls.
+
+    Attributes:
+        pm: The pluggy manager.
+        failed: Plugins left out, name -> why and the disable hint.
+        unmatched: Names in ``YOLOSLIM_PLUGINS`` that no installed entry point provides.
+        installed: Names of every installed ``yoloslim`` entry point (loaded or not).
+    """
 
     def __init__(self, load_entrypoints: bool = True) -> None:
         """Build the manager and, by default, load the ``yoloslim`` entry points.
@@ -56,47 +97,115 @@ class PluginManager:
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.failed: dict[str, str] = {}
+        self.unmatched: list[str] = []
+        self.installed: list[str] = []
         self._dists: dict[str, tuple[str, str]] = {}
+        self._declared: dict[str, list[StageType]] = {}
+        self._stage_types: dict[str, StageType] | None = None
         if load_entrypoints:
             self._load_entrypoints()
-        self._stage_types: dict[str, StageType] | None = None
 
     def _load_entrypoints(self) -> None:
         allow, block = _names("YOLOSLIM_PLUGINS"), _names("YOLOSLIM_DISABLE_PLUGINS")
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        self.installed = sorted({ep.name for ep in eps})
+        if allow is not None:
+            self.unmatched = sorted(allow - set(self.installed))
+            if self.unmatched:
+                LOGGER.warning("%s", self.allowlist_message())
+        for ep in eps:
             if (allow is not None and ep.name not in allow) or (block and ep.name in block):
                 continue
-            if self.pm.has_plugin(ep.name):
+            if self.pm.has_plugin(ep.name) or ep.name in self.failed:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as e:  # any import-time failure of a third-party package
-                self.failed[ep.name] = f"{type(e).__name__}: {e}"
-                LOGGER.warning("plugin '%s' (%s) failed to load: %s", ep.name, ep.value, self.failed[ep.name])
-                continue
-            dist = getattr(ep, "dist", None)
-            self.register(plugin, ep.name, package=dist.name if dist else "?", version=dist.version if dist else "?")
+                dist = getattr(ep, "dist", None)
+                self.register(plugin, ep.name, package=dist.name if dist else "?", version=dist.version if dist else "?")
+            except (KeyboardInterrupt, GeneratorExit):
+                raise
+            except PluginError as e:  # breaks the hook contract or its stage types: leave it out, keep the others
+                self._fail(ep.name, ep.value, str(e))
+            except BaseException as e:  # noqa: BLE001 - any import-time failure of a third-party package, sys.exit too
+                self._fail(ep.name, ep.value, _reason(e))
+
+    def _fail(self, name: str, value: str, reason: str) -> None:
+        self.failed[name] = f"{reason}; {_disable_hint(name)}"
+        LOGGER.warning("plugin '%s' (%s) failed to load: %s", name, value, self.failed[name])
+
+    def allowlist_message(self) -> str:
+        """One line saying which ``YOLOSLIM_PLUGINS`` names match no installed plugin ('' when all match)."""
+        if not self.unmatched:
+            return ""
+        names = ", ".join(f"'{n}'" for n in self.unmatched)
+        which = "which no installed plugin provides" if len(self.unmatched) == 1 else "which no installed plugins provide"
+        return (f"YOLOSLIM_PLUGINS names {names}, {which}; installed: {', '.join(self.installed) or 'none'}; "
+                "fix the names or unset YOLOSLIM_PLUGINS")
 
     def register(self, plugin: Any, name: str, package: str = "", version: str = "") -> None:
         """Register a plugin module or object under ``name``.
 
         Raises:
-            PluginError: If ``name`` is taken or a hook implementation matches no hook.
+            PluginError: If ``name`` is taken, a hook implementation matches no hook (or takes an argument the hook
+                does not pass), or its ``yoloslim_stage_types`` raises or returns something else than StageTypes.
+                The plugin is then not registered.
         """
         if self.pm.has_plugin(name):
             raise PluginError(f"a plugin named '{name}' is already registered; give the entry point another name")
         try:
             self.pm.register(plugin, name=name)
             self.pm.check_pending()
-        except pluggy.PluginValidationError as e:
+            declared = self._declare(name, plugin)
+        except BaseException as e:
             if self.pm.has_plugin(name):
                 self.pm.unregister(name=name)
-            raise PluginError(f"plugin '{name}' does not match the yoloslim hook contract: {e}") from None
+            if isinstance(e, (KeyboardInterrupt, GeneratorExit, PluginError)):
+                raise
+            if isinstance(e, pluggy.PluginValidationError):
+                raise PluginError(f"plugin '{name}' does not match the yoloslim hook contract: "
+                                  f"{' '.join(str(e).split())}") from None
+            raise PluginError(f"plugin '{name}' could not be registered: {_reason(e)}") from e
         if not package:
             mod = getattr(plugin, "__module__", None) or getattr(plugin, "__name__", "")
             package = (mod or "?").split(".")[0]
         self._dists[name] = (package, version or "?")
+        self._declared[name] = declared
         self._stage_types = None
+
+    def _declare(self, name: str, plugin: Any) -> list[StageType]:
+        """Call the plugin's ``yoloslim_stage_types`` once and check what it returns."""
+        impl = next((i for i in self.pm.hook.yoloslim_stage_types.get_hookimpls() if i.plugin_name == name), None)
+        if impl is None:
+            return []
+        try:
+            result = impl.function()
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 - a plugin bug, sys.exit included
+            raise PluginError(f"plugin '{name}' raised in yoloslim_stage_types: {_reason(e)}") from e
+        types = [] if result is None else result
+        if not isinstance(types, (list, tuple)) or not all(isinstance(st, StageType) for st in types):
+            raise PluginError(f"plugin '{name}': yoloslim_stage_types returned {short_repr(result)}, "
+                              "not a list of yoloslim.recipe.StageType")
+        return [self._guard_check(name, st) for st in types]
+
+    @staticmethod
+    def _guard_check(plugin: str, st: StageType) -> StageType:
+        """``st`` with its ``check`` wrapped so that a bug in it (not a ValueError) names the plugin."""
+        check = st.check
+        if check is None:
+            return st
+
+        def guarded(options: dict[str, Any], epochs: int, _check: Callable[..., None] = check) -> None:
+            try:
+                _check(options, epochs)
+            except (ValueError, YoloslimError, KeyboardInterrupt, GeneratorExit):
+                raise
+            except BaseException as e:  # noqa: BLE001
+                raise PluginError(f"stage type '{st.name}': its check raised {_reason(e)}; "
+                                  f"{_disable_hint(plugin)}") from e
+
+        return dataclasses.replace(st, check=guarded)
 
     def info(self) -> list[PluginInfo]:
         """Return what is loaded: name, package, version, implemented hooks, stage types."""
@@ -109,13 +218,9 @@ class PluginManager:
         return sorted(out, key=lambda p: p.name)
 
     def _types_of(self, name: str, plugin: Any) -> list[StageType]:
-        fn = getattr(plugin, "yoloslim_stage_types", None)
-        if fn is None:
-            return []
-        try:
-            return list(fn() or [])
-        except Exception as e:
-            raise PluginError(f"plugin '{name}' raised in yoloslim_stage_types: {type(e).__name__}: {e}") from e
+        if name not in self._declared:  # registered on self.pm directly, bypassing register()
+            self._declared[name] = self._declare(name, plugin)
+        return self._declared[name]
 
     def stage_types(self) -> dict[str, StageType]:
         """Return every declared stage type by name.
@@ -138,36 +243,38 @@ class PluginManager:
         return self._stage_types
 
     def call(self, hook: str, **kwargs: Any) -> Any:
-        """Call ``hook`` with ``kwargs``; a plugin's exception becomes a PluginError naming it.
+        """Call ``hook`` with ``kwargs``; a plugin's exception (``sys.exit`` too) becomes one error naming it.
 
         Returns:
             The list of results, or the first non-None result for first-result hooks.
+
+        Raises:
+            StorageError: If the hook failed to write a file (disk full, read-only, permission denied).
+            PluginError: If the hook raised anything else that is not a YoloslimError or an interrupt.
         """
         caller = getattr(self.pm.hook, hook)
         try:
             return caller(**kwargs)
-        except YoloslimError:
-            raise
-        except Exception as e:
+        except BaseException as e:
+            if _passes_through(e):
+                raise
             culprit = _find_plugin(e.__traceback__, caller.get_hookimpls())
-            raise PluginError(
-                f"plugin '{culprit}' raised in {hook}: {type(e).__name__}: {e}; "
-                f"fix the plugin or disable it with YOLOSLIM_DISABLE_PLUGINS={culprit}"
-            ) from e
+            raise _hook_error(culprit, hook, e) from e
 
     def chain(self, hook: str, value: Any, arg: str, **kwargs: Any) -> Any:
-        """Pass ``value`` through every implementation of ``hook`` in call order (``None`` keeps it)."""
+        """Pass ``value`` through every implementation of ``hook`` in call order (``None`` keeps it).
+
+        Raises:
+            StorageError, PluginError: As :meth:`call`.
+        """
         for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
             args = {**kwargs, arg: value}
             try:
                 result = impl.function(**{k: args[k] for k in impl.argnames})
-            except YoloslimError:
-                raise
-            except Exception as e:
-                raise PluginError(
-                    f"plugin '{impl.plugin_name}' raised in {hook}: {type(e).__name__}: {e}; "
-                    f"fix the plugin or disable it with YOLOSLIM_DISABLE_PLUGINS={impl.plugin_name}"
-                ) from e
+            except BaseException as e:
+                if _passes_through(e):
+                    raise
+                raise _hook_error(impl.plugin_name, hook, e) from e
             if result is not None:
                 value = result
         return value

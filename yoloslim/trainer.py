@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,6 +54,16 @@ def cpu_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+class _AtomicPath(type(Path())):  # type: ignore[misc]
+    """A path whose ``write_bytes`` writes a temporary file and renames it (Ultralytics saves with ``write_bytes``)."""
+
+    def write_bytes(self, data: bytes) -> int:  # type: ignore[override]
+        from yoloslim.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(self, bytes(data))
+        return len(data)
 
 
 class SlimCriterion:
@@ -201,7 +212,12 @@ class SlimTrainer(DetectionTrainer):
         return [k for k in result if k not in drop]
 
     def save_model(self) -> bool:
-        """Save checkpoints (Ultralytics), storing what ``yoloslim_model_to_save`` returns."""
+        """Save checkpoints (Ultralytics), storing what ``yoloslim_model_to_save`` returns, each written atomically.
+
+        Ultralytics writes ``last.pt``/``best.pt`` in place; a full disk or a kill mid-write would leave a truncated
+        file at the final name. Here they go to a temporary name and are renamed.
+        """
+        self.last, self.best = _AtomicPath(self.last), _AtomicPath(self.best)
         live = self.ema.ema
         stored = self.ctx.get_plugins().chain("yoloslim_model_to_save", live, "model", ctx=self.ctx)
         if stored is live:

@@ -10,6 +10,19 @@ Esc ends the run; ``--headless`` shows nothing and writes ``annotated.mp4`` and 
 object per frame) into ``--out``, which a window run also does when ``--out`` is given. The run ends cleanly at
 the end of the stream; a source that cannot be opened ends it at once with one line and exit status 2.
 
+Bad input ends the run before anything is opened, with one line: ``--conf``/``--iou`` outside ``[0, 1]``,
+``--imgsz`` not positive (status 2), an ``--out`` that is not a writable folder (status 1; checked before the model
+loads), an ``--imgsz`` that is not a multiple of the model's stride (status 1, once the model is open). During the
+run, an image of a folder that cannot be read, or a frame that cannot be decoded, is skipped with one warning.
+Without a display (no ``DISPLAY``/``WAYLAND_DISPLAY`` on Linux, or a GUI backend that fails to open a window) the
+app warns once and runs headless, writing into ``--out`` (default ``runs/camera``).
+
+What was written is kept: the outputs are written under temporary names (``.annotated.partial.mp4``,
+``.detections.partial.jsonl``, one line flushed per frame) and, whatever ends the run (end of stream, ``q``,
+``--max-frames``, Ctrl-C, SIGTERM, an error), the video is finalized and both are renamed to ``annotated.mp4`` and
+``detections.jsonl``. Only a run killed outright (SIGKILL) leaves the ``.partial`` files (the JSON lines complete
+up to the last frame, the video without its index); the next run into the same folder replaces them.
+
 Either output layout runs: the usual ``(batch, 4 + classes, anchors)`` with NMS after the model, and YOLO26's
 NMS-free end-to-end ``(batch, k, 6)`` (an export with ``nms=False``; for a ``.pt`` checkpoint, ``--end2end``).
 """
@@ -20,7 +33,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,12 +47,21 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+MAX_BAD_FRAMES = 25  # a video whose frames fail this many times in a row is treated as ended
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 LOGGER = logging.getLogger("yoloslim.camera")
 
 
 class SourceError(Exception):
-    """The source cannot be opened or read."""
+    """The source cannot be opened or read, or an argument is out of range (exit status 2)."""
+
+
+class OutputError(Exception):
+    """The output folder cannot be written (exit status 1)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the run ends as on Ctrl-C, keeping what it wrote, with exit status 143."""
 
 
 class Source:
@@ -77,11 +101,14 @@ class Source:
         self.fps = float(fps) if fps and 0 < fps < 1000 else 30.0
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        """The frames, in order; an image that cannot be read or a frame that cannot be decoded is skipped with a
+        warning (a video file's unreadable frame is passed over while frames remain)."""
         if self.images is not None:
             for p in self.images[self.start:]:
                 frame = cv2.imread(str(p))
-                if frame is None:
-                    raise SourceError(f"source '{self.name}': cannot read image '{p}'; replace or remove it")
+                if frame is None or frame.size == 0:
+                    LOGGER.warning("skipping '%s': OpenCV cannot read it as an image", p)
+                    continue
                 yield frame
             return
         try:
@@ -90,11 +117,24 @@ class Source:
                     for _ in range(self.start):
                         if not self.capture.read()[0]:
                             return
+            total = self.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0  # 0 (or -1) for a live source
+            bad = 0  # bad frames in a row
             while True:
                 ok, frame = self.capture.read()
-                if not ok:
+                if ok and frame is not None and frame.size:
+                    bad = 0
+                    yield frame
+                    continue
+                position = self.capture.get(cv2.CAP_PROP_POS_FRAMES) or 0
+                if not ok and not 0 < position < total - 1:  # the end of a file, or a live source that stopped
                     return
-                yield frame
+                bad += 1
+                if bad > MAX_BAD_FRAMES:
+                    LOGGER.warning("'%s': %d frames in a row cannot be decoded; ending the run", self.name, bad)
+                    return
+                LOGGER.warning("skipping frame %d of '%s': it cannot be decoded", int(position), self.name)
+                if not ok and not self.capture.grab():  # step past the frame that failed
+                    return
         finally:
             self.capture.release()
 
@@ -120,74 +160,181 @@ def draw(frame: np.ndarray, detections: Any, fps: float) -> np.ndarray:
     return out
 
 
+def display_problem() -> str | None:
+    """Why no window can be shown here, or ``None`` when one can.
+
+    On Linux, ``DISPLAY`` or ``WAYLAND_DISPLAY`` must be set. OpenCV's Qt backend aborts the whole process when it
+    cannot reach the display (no exception to catch), so a window is first opened in a child process.
+    """
+    import subprocess
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "DISPLAY and WAYLAND_DISPLAY are unset"
+    probe = "import cv2; cv2.namedWindow('probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+    try:
+        r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"the GUI check failed: {type(e).__name__}"
+    if r.returncode != 0:
+        lines = [line.strip() for line in r.stderr.splitlines() if line.strip()]
+        return f"OpenCV cannot open a window ({lines[0][:200] if lines else f'exit status {r.returncode}'})"
+    return None
+
+
+def check_out_dir(out: Path) -> None:
+    """Check, creating nothing, that ``out`` is a folder this process can write, or can create.
+
+    Raises:
+        OutputError: Naming ``out`` and what is in the way.
+    """
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link cannot become a folder
+            raise OutputError(f"--out {out}: not writable ({existing} is a broken link); pass a folder you can "
+                              "write to")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"--out {out}: not writable ({existing} is a file, not a folder); pass a folder you can "
+                          "write to")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".camera-check-"):
+            pass
+    except OSError as e:
+        raise OutputError(f"--out {out}: not writable ({existing}: {e.strerror or type(e).__name__}); pass a folder "
+                          "you can write to") from e
+
+
+class Outputs:
+    """``annotated.mp4`` and ``detections.jsonl`` in ``folder``: written under ``.partial`` names, renamed on close."""
+
+    def __init__(self, folder: Path, fps: float):
+        self.folder = folder
+        self.fps = fps
+        self.writer: Any = None
+        self.jsonl: Any = None
+        self.size = (0, 0)
+        self.partial = [folder / ".annotated.partial.mp4", folder / ".detections.partial.jsonl"]
+        self.final = [folder / "annotated.mp4", folder / "detections.jsonl"]
+        self.closed = False  # True once something was written and renamed into place
+
+    def write(self, index: int, frame: np.ndarray, annotated: np.ndarray, detections: Any) -> None:
+        """Append one annotated frame and its JSON line (flushed, so a killed run keeps complete lines)."""
+        if self.writer is None:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self.jsonl = open(self.partial[1], "w", encoding="utf-8")
+            except OSError as e:
+                raise OutputError(f"--out {self.folder}: not writable ({e.strerror or type(e).__name__}); pass a "
+                                  "folder you can write to") from e
+            self.size = (annotated.shape[1], annotated.shape[0])
+            self.writer = cv2.VideoWriter(str(self.partial[0]), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+        # An image folder may mix sizes; the video keeps the first frame's.
+        self.writer.write(annotated if annotated.shape[1::-1] == self.size else cv2.resize(annotated, self.size))
+        try:
+            self.jsonl.write(json.dumps({"frame": index, "shape": list(frame.shape[:2]),
+                                         "detections": detections.to_list()}) + "\n")
+            self.jsonl.flush()
+        except OSError as e:  # disk full, a removed folder: stop, keeping the frames written so far
+            raise OutputError(f"--out {self.folder}: writing frame {index} failed ({e.strerror or type(e).__name__}); "
+                              "free some space or pass another folder") from e
+
+    def close(self) -> None:
+        """Finalize the video and rename both files into place; what was written is never removed."""
+        if self.writer is None:
+            return
+        self.writer.release()
+        try:
+            self.jsonl.close()
+        except OSError:  # a full disk: the error that stopped the run is the one reported
+            pass
+        for partial, final in zip(self.partial, self.final):
+            if partial.exists():
+                os.replace(partial, final)
+        self.writer = None
+        self.closed = True
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the app; returns the exit status.
 
-    Outputs are written under temporary names and renamed when the stream ends (end of file, ``q``, Ctrl-C or
-    ``--max-frames``); an error on the way removes them.
+    Every argument and the output folder are checked before the source or the model is opened. Outputs are
+    written under temporary names and, however the run ends, finalized and renamed into place (see the module's
+    docstring); nothing already written is removed.
     """
-    from yoloslim_deploy import Detector
-
+    for name in ("conf", "iou"):
+        value = getattr(args, name)
+        if not 0.0 <= value <= 1.0:  # NaN fails too
+            raise SourceError(f"--{name} {value:g}: pass a threshold between 0 and 1")
+    if args.imgsz is not None and args.imgsz <= 0:
+        raise SourceError(f"--imgsz {args.imgsz}: pass a positive multiple of the model's stride (e.g. 640), or "
+                          "leave it out for the model's own size")
     if args.start_frame < 0:
         raise SourceError(f"--start-frame {args.start_frame}: pass a frame index >= 0")
+    headless = args.headless
+    problem = None if headless else display_problem()
+    if problem:
+        LOGGER.warning("no display (%s): running headless, output in %s", problem, args.out or "runs/camera")
+        headless = True
+    out_dir = Path(args.out) if args.out else (Path("runs/camera") if headless else None)
+    if out_dir is not None:
+        check_out_dir(out_dir)
     source = Source(args.source, args.start_frame)  # a bad source fails before the model loads
-    detector = Detector(args.model, device=args.device, conf=args.conf, iou=args.iou,
-                        end2end=True if args.end2end else None)
-    out_dir = Path(args.out) if args.out else (Path("runs/camera") if args.headless else None)
-    writer = None
-    jsonl = None
-    partial: list[Path] = []
-    size = (0, 0)
+
+    from yoloslim_deploy import Detector
+
+    detector = Detector(args.model, device=args.device, conf=args.conf, iou=args.iou, imgsz=args.imgsz,
+                        end2end=True if args.end2end else None, trust=True if args.trust_checkpoint else None)
+    if not headless:
+        try:
+            cv2.namedWindow("yoloslim camera")
+        except cv2.error as e:  # OpenCV built without a GUI, or a backend that cannot start
+            LOGGER.warning("cannot open a window (%s): running headless, output in %s",
+                           str(e).strip().splitlines()[-1] if str(e).strip() else "GUI error", out_dir or "runs/camera")
+            headless = True
+            if out_dir is None:
+                out_dir = Path("runs/camera")
+                check_out_dir(out_dir)
+    outputs = Outputs(out_dir, source.fps) if out_dir is not None else None
     frames = 0
     fps = 0.0
     busy = 0.0  # seconds spent in the detector (preprocess, inference, decode)
-    done = False
+    status = 0
+    from yoloslim.errors import DataError
+
     try:
         try:
             for frame in source:
                 start = time.perf_counter()
-                detections = detector(frame)
+                try:
+                    detections = detector(frame)
+                except DataError as e:  # a frame the detector cannot take: skip it, as an unreadable one
+                    LOGGER.warning("skipping frame %d: %s", frames, e)
+                    continue
                 elapsed = max(time.perf_counter() - start, 1e-9)
                 busy += elapsed
                 fps = 1.0 / elapsed if frames == 0 else 0.9 * fps + 0.1 / elapsed
                 annotated = draw(frame, detections, fps)
-                if out_dir is not None:
-                    if writer is None:
-                        out_dir.mkdir(parents=True, exist_ok=True)
-                        partial = [out_dir / ".annotated.partial.mp4", out_dir / ".detections.partial.jsonl"]
-                        size = (annotated.shape[1], annotated.shape[0])
-                        writer = cv2.VideoWriter(str(partial[0]), cv2.VideoWriter_fourcc(*"mp4v"), source.fps, size)
-                        jsonl = open(partial[1], "w", encoding="utf-8")
-                    # An image folder may mix sizes; the video keeps the first frame's.
-                    writer.write(annotated if annotated.shape[1::-1] == size else cv2.resize(annotated, size))
-                    jsonl.write(json.dumps({"frame": frames, "shape": list(frame.shape[:2]),
-                                            "detections": detections.to_list()}) + "\n")
+                if outputs is not None:
+                    outputs.write(frames, frame, annotated, detections)
                 frames += 1
-                if not args.headless:
+                if not headless:
                     cv2.imshow("yoloslim camera", annotated)
                     if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                         break
                 if args.max_frames and frames >= args.max_frames:
                     break
-        except KeyboardInterrupt:  # the usual way to stop a live source: keep what was recorded
-            LOGGER.info("interrupted after %d frames", frames)
-        done = True
-    finally:
-        if writer is not None:
-            writer.release()
-        if jsonl is not None:
-            jsonl.close()
-        if not args.headless:
+        except KeyboardInterrupt as e:  # the usual way to stop a live source: keep what was recorded
+            LOGGER.info("%s after %d frames", "terminated" if isinstance(e, Terminated) else "interrupted", frames)
+            status = 143 if isinstance(e, Terminated) else 0
+    finally:  # on an error too: what was written stays, finalized, under its final name
+        if outputs is not None:
+            outputs.close()
+        if not headless:
             cv2.destroyAllWindows()
-        if not done:
-            for path in partial:
-                path.unlink(missing_ok=True)
-    if out_dir is not None and partial:
-        os.replace(partial[0], out_dir / "annotated.mp4")
-        os.replace(partial[1], out_dir / "detections.jsonl")
+    written = outputs is not None and outputs.closed
     speed = f", detector {1000 * busy / frames:.1f} ms/frame ({frames / busy:.1f} FPS)" if frames else ""
-    print(f"camera: {frames} frames{speed}" + (f", output in {out_dir}" if out_dir is not None and partial else ""))
-    return 0
+    print(f"camera: {frames} frames{speed}" + (f", output in {out_dir}" if written else ""))
+    return status
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -200,11 +347,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
     p.add_argument("--iou", type=float, default=0.7,
                    help="NMS IoU threshold (default 0.7; an NMS-free end-to-end model needs none)")
+    p.add_argument("--imgsz", type=int, default=None,
+                   help="square input size, a multiple of the model's stride (default: the model's own)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="load a .pt checkpoint without the safe-load allowlist (only a file you trust)")
     p.add_argument("--end2end", action="store_true",
                    help="for a .pt YOLO26 checkpoint, run its NMS-free one-to-one head (an export has its own layout)")
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (default: the whole stream)")
     p.add_argument("--start-frame", type=int, default=0, help="skip the first N frames of a video or image folder")
     return p.parse_args(argv)
+
+
+def threading_main() -> bool:
+    """Whether this is the main thread, the only one that may install signal handlers."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,14 +371,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from yoloslim.errors import YoloslimError
 
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    if threading_main():
+        signal.signal(signal.SIGTERM, terminate)
     try:
         return run(args)
     except SourceError as e:
         print(f"camera: error: {e}", file=sys.stderr)
         return 2
-    except YoloslimError as e:
+    except (YoloslimError, OutputError) as e:
         print(f"camera: error: {e}", file=sys.stderr)
         return 1
+    except Terminated:
+        return 143
     except KeyboardInterrupt:
         return 130
 

@@ -55,8 +55,8 @@ def test_corrupt_or_missing_model_files_give_one_line_errors(tmp_path):
 
 
 def test_non_image_input_is_a_data_error(onnx_file):
-    with pytest.raises(DataError, match=r"image 0: expected a BGR array of shape \(H, W, 3\)"):
-        Detector(onnx_file)([np.zeros((10, 10), np.uint8)])
+    with pytest.raises(DataError, match=r"image 0 has 5 channels \(shape \(10, 10, 5\)\); pass BGR"):
+        Detector(onnx_file)([np.zeros((10, 10, 5), np.uint8)])
 
 
 def test_onnx_without_ultralytics_metadata_is_refused(onnx_file, tmp_path):

@@ -42,14 +42,17 @@ class TorchBackend:
     ``end2end=True`` runs a YOLO26 head's NMS-free one-to-one branch (output ``(batch, k, 6)``, what an
     ``nms=False`` export runs); ``False``/``None`` runs the one-to-many branch (``(batch, 4 + classes, anchors)``,
     what the default export runs). A head without a one-to-one branch (YOLOv8, YOLO11) always gives the latter.
+    ``trust=True`` unpickles the checkpoint without the safe-load allowlist (``None``: the
+    ``YOLOSLIM_TRUST_CHECKPOINTS`` environment variable decides).
     """
 
-    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None, end2end: bool | None = None):
+    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None, end2end: bool | None = None,
+                 trust: bool | None = None):
         import torch
 
         from yoloslim.model_io import load_checkpoint
 
-        model, ckpt = load_checkpoint(path)
+        model, ckpt = load_checkpoint(path, trust=trust)
         if hasattr(model, "end2end"):  # before fusing: fuse() drops the branch that is not selected
             model.end2end = bool(end2end)
         model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
@@ -122,7 +125,7 @@ class OnnxBackend:
 
 
 def open_backend(path: str | Path, device: str = "cpu", threads: int | None = None,
-                 end2end: bool | None = None) -> Any:
+                 end2end: bool | None = None, trust: bool | None = None) -> Any:
     """Open a model file with the backend of its format.
 
     Args:
@@ -131,6 +134,8 @@ def open_backend(path: str | Path, device: str = "cpu", threads: int | None = No
         threads: CPU threads for the CPU backends (default: the runtime's own choice).
         end2end: For a ``.pt``, run YOLO26's NMS-free one-to-one head (default: the one-to-many head, like the
             default export). An exported file's layout is its own; a value that contradicts it is an error.
+        trust: For a ``.pt``, unpickle it without the safe-load allowlist (only for a file whose origin you trust);
+            ``None`` follows ``YOLOSLIM_TRUST_CHECKPOINTS``. Exported files are not pickles and need no trust.
 
     Raises:
         ModelError: If the file is missing, unreadable, of an unknown format, the device is unavailable, or
@@ -141,7 +146,7 @@ def open_backend(path: str | Path, device: str = "cpu", threads: int | None = No
         raise ModelError(f"{path}: model file not found; pass an existing .pt, .onnx or .engine file")
     suffix = path.suffix.lower()
     if suffix == ".pt":
-        return TorchBackend(path, device, threads, end2end)
+        return TorchBackend(path, device, threads, end2end, trust=trust)
     if suffix == ".onnx":
         backend = OnnxBackend(path, device, threads)
     elif suffix == ".engine":

@@ -17,16 +17,24 @@ other heads keep their usual layout). ``nms=True`` (NMS embedded in the graph) i
 checked against the PyTorch model's.
 
 Ultralytics writes the ONNX beside its source checkpoint; the adapter exports from a private copy in a
-temporary folder and renames the checked file into place, so a failure leaves no file at ``out``.
+temporary folder (``.export-<pid>-xxxx`` beside ``out``; one left by a killed export is removed by the next export
+into that folder) and renames the checked file into place, so a failure leaves no file at ``out``.
+
+Ultralytics' ``check_requirements``, which its ONNX exporter calls, is wrapped in its ``TryExcept``, whose
+``__exit__`` swallows every exception, ``KeyboardInterrupt`` included; the adapter notices an interrupt that was
+swallowed there and raises it again once Ultralytics' exporter returns (:func:`interrupts_kept`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
-import tempfile
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +43,7 @@ from yoloslim.errors import ExportError
 
 from yoloslim_deploy.metadata import YOLOSLIM_KEY
 from yoloslim_deploy.parity import compare_outputs, letterboxed_batch, onnx_output, parity_images, torch_reference
+from yoloslim_deploy.tempdirs import export_workdir
 
 LOGGER = logging.getLogger("yoloslim.deploy.onnx")
 
@@ -140,6 +149,60 @@ def _set_metadata(model: Any, key: str, value: str) -> None:
     prop.key, prop.value = key, value
 
 
+@contextlib.contextmanager
+def interrupts_kept() -> Iterator[None]:
+    """Re-raise a SIGINT/SIGTERM interrupt that code inside the block caught and dropped.
+
+    The signals' current Python handlers keep working as they are (the default SIGINT handler raises
+    ``KeyboardInterrupt``; a CLI's own handler may raise its own exception or only set a flag); what a handler raises
+    is remembered, and if the block then ends normally, or with a different exception, the remembered one is raised.
+    Only the main thread can install signal handlers; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised: list[BaseException] = []
+    previous = {}
+
+    def remember(signum: int, frame: object) -> None:
+        handler = previous[signum]
+        try:
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            elif handler == signal.SIG_DFL:  # SIGTERM's default: end the process, as if nothing were installed
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+        except BaseException as e:
+            raised.append(e)
+            raise
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler is None or handler == signal.SIG_IGN:
+            continue  # installed outside Python, or ignored: leave it alone
+        previous[signum] = handler
+        signal.signal(signum, remember)
+    try:
+        yield
+    except BaseException as e:
+        if raised and e is not raised[0]:
+            raise raised[0] from e
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if raised:
+        raise raised[0]
+
+
+@hookimpl
+def yoloslim_export_formats() -> list[str]:
+    """The ONNX adapter writes ``onnx`` (its dependencies are yoloslim's own)."""
+    return ["onnx"]
+
+
 @hookimpl
 def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, Any], ctx: Any) -> Path | None:
     """Export ``checkpoint`` to a checked, parity-tested ONNX file at ``out``.
@@ -163,11 +226,12 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
     kwargs = {"format": "onnx", "device": "cpu", "simplify": True, "verbose": False,
               **{k: options[k] for k in _ULTRALYTICS_OPTIONS if k in options}}
     dynamic = bool(kwargs.get("dynamic", False))
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
+    with export_workdir(out.parent, ".export-") as tmp:
         src = Path(tmp) / checkpoint.name
         shutil.copyfile(checkpoint, src)
         try:
-            written = YOLO(str(src), task="detect").export(**kwargs)
+            with interrupts_kept():
+                written = YOLO(str(src), task="detect").export(**kwargs)
         except Exception as e:
             raise ExportError(f"ONNX export of '{checkpoint}' failed: {type(e).__name__}: {_first_line(e)}") from e
         if not written or not Path(written).is_file():

@@ -21,7 +21,6 @@ GPU, the export fails with one :class:`yoloslim.errors.ExportError` line before 
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from yoloslim.errors import ExportError
 
 from yoloslim_deploy.metadata import YOLOSLIM_KEY, engine_bytes_with_header, onnx_metadata
 from yoloslim_deploy.onnx_adapter import check_nms_option
+from yoloslim_deploy.tempdirs import export_workdir
 from yoloslim_deploy.tensorrt_runtime import require_tensorrt
 
 LOGGER = logging.getLogger("yoloslim.deploy.tensorrt")
@@ -187,6 +187,18 @@ def build_engine(onnx_path: Path, *, imgsz: int, precision: str = "fp32", dynami
 
 
 @hookimpl
+def yoloslim_export_formats() -> list[str]:
+    """``engine`` and ``tensorrt`` when the ``tensorrt`` package imports here, else none."""
+    import importlib
+
+    try:
+        importlib.import_module("tensorrt")
+    except Exception:  # not installed, or an install that cannot load (no CUDA libraries)
+        return []
+    return list(FORMATS)
+
+
+@hookimpl
 def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, Any], ctx: Any) -> Path | None:
     """Build a TensorRT engine at ``out`` from a checkpoint (exported to ONNX first) or from an ``.onnx`` file.
 
@@ -206,7 +218,7 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
     out.parent.mkdir(parents=True, exist_ok=True)
     imgsz = int(opts.get("imgsz") or getattr(ctx, "imgsz", 640))
     dynamic = bool(opts.get("dynamic"))
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".engine-") as tmp:
+    with export_workdir(out.parent, ".engine-") as tmp:
         if checkpoint.suffix.lower() == ".onnx":
             onnx_path = checkpoint
         else:

@@ -1,7 +1,8 @@
 """The ``export`` stage: turn the current checkpoint into a deployment file via ``yoloslim_export``.
 
 The stage knows no format; whichever plugin answers the ``yoloslim_export`` hook for the
-requested format (ONNX, TensorRT, ...) writes the file.
+requested format (ONNX, TensorRT, ...) writes the file. Before any stage runs, the format is checked
+against what the loaded plugins declare through ``yoloslim_export_formats``.
 """
 
 from __future__ import annotations
@@ -10,9 +11,44 @@ from pathlib import Path
 from typing import Any
 
 from yoloslim import hookimpl
+from yoloslim.errors import ExportError
 from yoloslim.recipe import Option, StageType
 
 _SUFFIX = {"onnx": ".onnx", "engine": ".engine", "tensorrt": ".engine", "torchscript": ".torchscript"}
+
+
+def export_formats(pm: Any) -> list[str] | None:
+    """The formats the loaded plugins can export here, as their ``yoloslim_export_formats`` declare them.
+
+    Args:
+        pm: The run's :class:`yoloslim.plugins.PluginManager`.
+
+    Returns:
+        The format names, sorted, or ``None`` when some plugin implements ``yoloslim_export`` without declaring its
+        formats (it may write any format, so no format can be refused up front).
+    """
+    hooks = pm.pm.hook
+    declaring = {impl.plugin_name for impl in hooks.yoloslim_export_formats.get_hookimpls()}
+    if any(impl.plugin_name not in declaring for impl in hooks.yoloslim_export.get_hookimpls()):
+        return None
+    results = pm.call("yoloslim_export_formats") or []
+    return sorted({str(f) for formats in results for f in (formats or [])})
+
+
+def unavailable(fmt: str, pm: Any) -> list[str] | None:
+    """The formats available here when ``fmt`` is not among them, else None (``fmt`` can, or may, be exported).
+
+    Args:
+        fmt: A format name (e.g. ``"onnx"``).
+        pm: The run's :class:`yoloslim.plugins.PluginManager`.
+    """
+    formats = export_formats(pm)
+    return None if formats is None or fmt in formats else formats
+
+
+# The fix when the format a stage needs is ONNX (or nothing is exportable): the first-party adapter is left out.
+ENABLE_ONNX = ("enable yoloslim_deploy's 'onnx' plugin (see 'yoloslim plugins'; YOLOSLIM_PLUGINS or "
+               "YOLOSLIM_DISABLE_PLUGINS may leave it out)")
 
 
 @hookimpl
@@ -25,6 +61,22 @@ def yoloslim_stage_types() -> list[StageType]:
                           "dynamic": Option(bool, False, "dynamic batch axis"),
                           "half": Option(bool, False, "FP16 weights"),
                       })]
+
+
+@hookimpl
+def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
+    """Refuse, before any stage runs, an ``export`` stage whose format no loaded plugin exports."""
+    if stage.type != "export":
+        return
+    fmt = stage.options["format"]
+    formats = unavailable(fmt, ctx.get_plugins())
+    if formats is None:
+        return
+    where = f"stage '{stage.name}': option 'format'"
+    if not formats:
+        raise ExportError(f"{where}: no loaded plugin exports format '{fmt}', nor any other; {ENABLE_ONNX}")
+    raise ExportError(f"{where}: no loaded plugin exports format '{fmt}'; formats available here: "
+                      f"{', '.join(formats)}; set 'format' to one of them or install a plugin that exports '{fmt}'")
 
 
 @hookimpl

@@ -33,6 +33,18 @@ def unsupported(method: str, student: HeadInfo, teacher: HeadInfo) -> str | None
     return None
 
 
+def check_requested_for_teacher(opts: DistillOptions, teacher: HeadInfo, where: str = "stage 'distill'") -> None:
+    """Raise RecipeError when the user asked for a method that ``teacher`` can distil into no student.
+
+    The checks that need the student as well are :func:`fit_methods`'s, when the stage starts. Today only ``ld`` has
+    such a constraint: a teacher without DFL bins (reg_max 1, as in YOLO26) has no box distribution to distil.
+    """
+    if "ld" in opts.weights and "ld" not in opts.defaulted and teacher.reg_max <= 1:
+        raise RecipeError(f"{where}: method 'ld' distils the box bins of the DFL, but teacher '{opts.teacher}' has "
+                          f"{_bins(teacher.reg_max)}; remove 'ld' from 'method' and 'weights', or leave 'method' "
+                          "unset to use the default methods that fit")
+
+
 def check_heads(student: HeadInfo, teacher: HeadInfo, teacher_path: str) -> None:
     """Raise ModelError when the two heads see different feature levels or strides (no method can then compare them)."""
     if len(student.channels) != len(teacher.channels):

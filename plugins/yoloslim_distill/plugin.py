@@ -1,5 +1,7 @@
 """The distillation plugin's hook implementations: the ``distill`` stage and its training-loop behaviour.
 
+- ``yoloslim_check_stage`` checks the teacher before any stage runs: it exists, loads, is a detection model, has the
+  dataset's class names, and supports the methods the user asked for.
 - ``yoloslim_transform_model`` loads the teacher and checks its class names against the student's, so a
   mismatch fails before any training; the student itself is returned unchanged (a pruned student included).
 - ``yoloslim_train_start`` builds the :class:`~yoloslim_distill.distiller.Distiller` on the training device:
@@ -24,8 +26,8 @@ from yoloslim.recipe import StageType
 from .adapters import head_info
 from .distiller import Distiller
 from .options import STAGE_TYPE, DistillOptions, parse_options
-from .pairing import fit_methods
-from .teacher import Teacher, check_same_classes
+from .pairing import check_requested_for_teacher, fit_methods
+from .teacher import Teacher, check_same_classes, check_teacher
 
 _KEY = "distill"
 
@@ -65,6 +67,17 @@ def add_param_group(trainer: Any, params: list[nn.Parameter]) -> None:
 def yoloslim_stage_types() -> list[StageType]:
     """Declare the ``distill`` stage."""
     return [STAGE_TYPE]
+
+
+@hookimpl
+def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
+    """Check the teacher against the dataset and the requested methods before any stage runs (nothing is written)."""
+    if stage.type != "distill":
+        return
+    where = f"stage '{stage.name}'"
+    opts = parse_options(stage.options, where)
+    teacher = check_teacher(opts.teacher, ctx.data, where)
+    check_requested_for_teacher(opts, head_info(teacher), where)
 
 
 @hookimpl

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from yoloslim.errors import DataError
+from yoloslim.errors import DataError, ModelError
 
 from .adapters import head_outputs, one2one_outputs
 
@@ -28,6 +28,38 @@ def check_same_classes(teacher: nn.Module, student: nn.Module, teacher_path: str
             f"teacher '{teacher_path}' has classes {t} but the student has {s}; distillation needs a teacher "
             "trained on the student's classes, in the same order"
         )
+
+
+def check_teacher(path: str | Path, data: str | Path | None, where: str = "stage 'distill'") -> nn.Module:
+    """Load the teacher the ``teacher`` option names and check it against the dataset, before any stage runs.
+
+    Args:
+        path: The ``teacher`` option.
+        data: The run's dataset YAML (its class names are compared), or None to skip that comparison.
+        where: Names the stage in error messages.
+
+    Returns:
+        The teacher model as loaded (float32, eval mode, CPU).
+
+    Raises:
+        ModelError: If the file is missing, is not a loadable checkpoint, or holds a model of another task.
+        DataError: If its class names are not the dataset's, in the same order.
+    """
+    from yoloslim.model_io import check_dataset, load_checkpoint
+
+    if not Path(path).is_file():
+        raise ModelError(f"{where}: teacher '{path}' not found; set 'teacher' to an existing Ultralytics detection "
+                         "checkpoint (.pt) trained on the dataset's classes")
+    try:
+        model, _ = load_checkpoint(path)
+    except ModelError as e:
+        raise ModelError(f"{where}: option 'teacher': {e}") from None
+    if data is not None:
+        names = list(check_dataset(data)["names"].values())
+        if class_names(model) != names:
+            raise DataError(f"{where}: teacher '{path}' has classes {class_names(model)} but dataset '{data}' has "
+                            f"{names}; set 'teacher' to a checkpoint trained on the dataset's classes, in its order")
+    return model
 
 
 def _precision(requested: str, device: torch.device) -> torch.dtype | None:

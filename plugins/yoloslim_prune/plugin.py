@@ -3,6 +3,10 @@
 - ``yoloslim_transform_model`` prunes (channels, blocks, or weights one-shot); with
   ``iterative_steps: N`` it runs N-1 rounds of prune -> fine-tune itself and returns the last
   round's pruned model for the core's fine-tune.
+- ``yoloslim_checkpoint_classes`` declares the split blocks (:mod:`yoloslim_prune.modules`) a channel-pruned
+  checkpoint pickles, so yoloslim's safe loader accepts pruned checkpoints without ``--trust-checkpoint``.
+- ``yoloslim_check_stage`` checks, before any stage runs, that a data-driven importance (``taylor``, ``loss``) has
+  labelled training images to compute the detection loss on.
 - Unstructured masks are kept through training: re-applied after every optimizer step (model and
   EMA), raised along the cubic schedule at epoch ends, and applied to every saved checkpoint. Any
   later training stage of the run keeps the zeros as well.
@@ -20,6 +24,7 @@ from torch import nn
 from ultralytics.utils.torch_utils import unwrap_model
 
 from yoloslim import hookimpl
+from yoloslim.errors import DataError
 from yoloslim.recipe import StageType
 
 from .magnitude import apply_masks, cubic_sparsity, magnitude_masks, masks_from_zeros, sparsity
@@ -45,6 +50,34 @@ def _magnitude_stage(ctx: Any) -> Any:
 def yoloslim_stage_types() -> list[StageType]:
     """Declare the ``prune`` stage."""
     return [STAGE_TYPE]
+
+
+@hookimpl
+def yoloslim_checkpoint_classes() -> list[type]:
+    """The classes a pruned checkpoint may pickle: the split blocks (plain ``nn.Module`` subclasses)."""
+    from .modules import SplitC2f, SplitC2PSA
+
+    return [SplitC2f, SplitC2PSA]
+
+
+@hookimpl
+def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
+    """Refuse a data-driven importance (taylor, loss) without labelled training images, before any stage runs."""
+    if stage.type != "prune":
+        return
+    where = f"stage '{stage.name}'"
+    opts = parse_options(stage.options, stage.epochs, where)
+    if not opts.needs_data:
+        return
+    if ctx.data is None:
+        raise DataError(f"{where}: importance '{opts.importance}' ranks by detection-loss gradients on training "
+                        "images; pass --data, or set 'importance' to l1, l2 or bn")
+    from yoloslim.model_io import check_dataset, has_labels
+
+    if not has_labels(check_dataset(ctx.data), "train"):
+        raise DataError(f"{where}: importance '{opts.importance}' ranks by the detection loss on labelled training "
+                        f"images, but the train split of dataset '{ctx.data}' has no labels; set 'importance' to "
+                        "l1, l2 or bn, or add YOLO label files beside the train images")
 
 
 @hookimpl

@@ -10,20 +10,40 @@ from onnxruntime.quantization import CalibrationDataReader
 from yoloslim.errors import DataError
 
 
+def split_to_calibrate_on(data: str | Path, split: str, where: str = "") -> list[Path]:
+    """The images of the dataset split the ``calib_split`` option names, all of them, sorted.
+
+    Args:
+        data: Dataset YAML.
+        split: The ``calib_split`` option.
+        where: Names the stage in error messages (e.g. ``"stage 'quantize'"``; "" for none).
+
+    Raises:
+        DataError: Naming ``calib_split`` and the splits the dataset has, if it has no such split or the split holds
+            no images.
+    """
+    from yoloslim.model_io import check_dataset, split_images
+
+    dataset = check_dataset(data)
+    prefix = f"{where}: " if where else ""
+    if not dataset.get(split):
+        have = ", ".join(s for s in ("train", "val", "test") if dataset.get(s))
+        raise DataError(f"{prefix}calib_split '{split}': dataset '{data}' has no '{split}:' split to calibrate on; "
+                        f"set calib_split to one it has ({have})")
+    images = split_images(dataset, split)
+    if not images:
+        raise DataError(f"{prefix}calib_split '{split}': the '{split}' split of dataset '{data}' holds no images; "
+                        "put images there or set calib_split to another split")
+    return images
+
+
 def calibration_images(data: str | Path, split: str = "train", count: int = 64) -> list[Path]:
     """Pick ``count`` images of a dataset split, spread evenly over the sorted split (deterministic).
 
     Raises:
         DataError: If the dataset has no such split or it holds no images.
     """
-    from yoloslim.model_io import check_dataset, split_images
-
-    dataset = check_dataset(data)
-    if not dataset.get(split):
-        raise DataError(f"{data}: has no '{split}:' split to calibrate on; pass calib_split=train or val")
-    images = split_images(dataset, split)
-    if not images:
-        raise DataError(f"{data}: the '{split}' split has no images to calibrate on; pass another calib_split")
+    images = split_to_calibrate_on(data, split)
     if count >= len(images):
         return images
     step = len(images) / count

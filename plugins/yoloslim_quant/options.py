@@ -44,6 +44,7 @@ STAGE_TYPE = StageType(
         "end2end": Option(bool, False, "quantize the NMS-free end-to-end layout (YOLO26's one-to-one head, output "
                                        "(1, k, 6); the ONNX export's nms=False); other heads keep their layout"),
     },
+    check=lambda options, epochs: parse_options(options, epochs, where=""),
 )
 
 
@@ -66,8 +67,20 @@ class QuantOptions:
     epochs: int = 0
 
 
+def _error(where: str, message: str) -> RecipeError:
+    return RecipeError(f"{where}: {message}" if where else message)
+
+
 def parse_options(options: dict[str, Any], epochs: int, where: str = "stage 'quantize'") -> QuantOptions:
     """Validate the combination of a ``quantize`` stage's options (types are checked by the recipe).
+
+    Also the stage type's :attr:`~yoloslim.recipe.StageType.check`, so a conflict stops the recipe while it is parsed,
+    before any stage runs.
+
+    Args:
+        options: ``stage.options`` (missing keys take their declared defaults).
+        epochs: The stage's fine-tuning epochs (used by mode ``qat`` only).
+        where: Names the stage in error messages ("" when the recipe validation adds it).
 
     Raises:
         RecipeError: Naming the conflicting keys and the fix.
@@ -75,18 +88,18 @@ def parse_options(options: dict[str, Any], epochs: int, where: str = "stage 'qua
     defaults = {k: o.default for k, o in STAGE_TYPE.options.items()}
     o = {**defaults, **{k: v for k, v in options.items() if v is not None}}
     if o["calib_images"] < 1:
-        raise RecipeError(f"{where}: 'calib_images' must be >= 1, got {o['calib_images']}")
+        raise _error(where, f"'calib_images' must be >= 1, got {o['calib_images']}")
     if o["budget"] < 0:
-        raise RecipeError(f"{where}: 'budget' must be >= 0 mAP50-95 points, got {o['budget']}")
+        raise _error(where, f"'budget' must be >= 0 mAP50-95 points, got {o['budget']}")
     if o["max_float_layers"] < 1:
-        raise RecipeError(f"{where}: 'max_float_layers' must be >= 1, got {o['max_float_layers']}")
+        raise _error(where, f"'max_float_layers' must be >= 1, got {o['max_float_layers']}")
     if o["precision"] in ("weight_only", "fp16") and o["mode"] != "ptq":
-        raise RecipeError(f"{where}: precision '{o['precision']}' needs no calibration or training; use mode ptq")
+        raise _error(where, f"precision '{o['precision']}' needs no calibration or training; use mode ptq")
     if o["precision"] in ("weight_only", "fp16", "w8a16") and o["target"] == "tensorrt":
-        raise RecipeError(f"{where}: target 'tensorrt' takes precision int8 (TensorRT builds FP16 from the FP32 "
+        raise _error(where, "target 'tensorrt' takes precision int8 (TensorRT builds FP16 from the FP32 "
                           "ONNX itself: use the export stage with format engine)")
     if "w8a16" in (o["precision"], o["keep_precision"]) and o["target"] == "tensorrt":
-        raise RecipeError(f"{where}: TensorRT has no 16-bit integer activations; use keep_precision float")
+        raise _error(where, "TensorRT has no 16-bit integer activations; use keep_precision float")
     if o["mode"] == "qat" and epochs < 1:
-        raise RecipeError(f"{where}: mode 'qat' fine-tunes; give 'epochs' >= 1 (e.g. 3)")
+        raise _error(where, "mode 'qat' fine-tunes; give 'epochs' >= 1 (e.g. 3)")
     return QuantOptions(**{k: o[k] for k in defaults}, epochs=epochs if o["mode"] == "qat" else 0)

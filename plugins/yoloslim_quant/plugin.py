@@ -2,6 +2,8 @@
 
 - ``yoloslim_stage_types`` declares ``quantize`` (an artifact stage: it writes an ``.onnx`` file), which also
   gives the command ``yoloslim quantize MODEL --data D --mode ptq|qat|mixed --target cpu|tensorrt --out F.onnx``.
+- ``yoloslim_check_stage`` checks, before any stage runs, what the stage needs from the run: an exporter of ONNX
+  and, for static quantization, a ``calib_split`` the dataset has, with images.
 - ``yoloslim_build_artifact`` runs :func:`yoloslim_quant.quantizer.quantize_checkpoint`; mode ``qat`` fine-tunes
   through the core's :func:`yoloslim.pipeline.finetune` (SlimTrainer, every plugin's training hooks firing).
 - ``yoloslim_model_to_save`` strips the fake quantizers from every checkpoint QAT writes (a plain Ultralytics
@@ -17,15 +19,41 @@ from typing import Any
 from torch import nn
 
 from yoloslim import hookimpl
+from yoloslim.errors import DataError, ExportError
 from yoloslim.recipe import StageType
 
 from .options import STAGE_TYPE, parse_options
+
+# Precisions that calibrate activation ranges on dataset images (weight_only and fp16 read no image).
+CALIBRATED = ("int8", "w8a16")
 
 
 @hookimpl
 def yoloslim_stage_types() -> list[StageType]:
     """Declare the ``quantize`` stage."""
     return [STAGE_TYPE]
+
+
+@hookimpl
+def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
+    """Before any stage runs: an ONNX exporter is loaded and, for static quantization, ``calib_split`` has images."""
+    if stage.type != "quantize":
+        return
+    from yoloslim_builtin.export_stage import ENABLE_ONNX, unavailable
+
+    from .calibration import split_to_calibrate_on
+
+    where = f"stage '{stage.name}'"
+    opts = parse_options(stage.options, stage.epochs, where)
+    formats = unavailable("onnx", ctx.get_plugins())
+    if formats is not None:
+        raise ExportError(f"{where}: quantization starts from an ONNX export of the model, but no loaded plugin "
+                          f"exports format 'onnx' (formats available here: {', '.join(formats) or 'none'}); "
+                          f"{ENABLE_ONNX}")
+    if opts.precision in CALIBRATED:
+        if ctx.data is None:
+            raise DataError(f"{where}: precision '{opts.precision}' calibrates on dataset images; pass --data")
+        split_to_calibrate_on(ctx.data, opts.calib_split, where)
 
 
 @hookimpl
@@ -42,9 +70,11 @@ def yoloslim_build_artifact(checkpoint: Path, stage: Any, ctx: Any) -> Path | No
 
 @hookimpl
 def yoloslim_model_to_save(model: nn.Module, ctx: Any) -> nn.Module | None:
-    """Save QAT models without their fake quantizers (ranges kept as ``yoloslim_qat_ranges``)."""
-    if not (ctx.state.get("quant") or {}).get("qat"):
-        return None
+    """Save QAT models without their fake quantizers (ranges kept as ``yoloslim_qat_ranges``).
+
+    Decided by the model itself, not by ``ctx.state`` (which a DDP rank does not inherit): no checkpoint ever pickles
+    a :class:`~yoloslim_quant.qat.FakeQuantConv`, so every file QAT writes loads without this plugin's classes.
+    """
     from .qat import fake_quant_modules, strip
 
     return strip(model) if fake_quant_modules(model) else None

@@ -281,8 +281,9 @@ def test_cli_quantize_tensorrt_writes_a_checked_file_and_rejects_bad_options_in_
     r = run_cli("quantize", str(tiny_ckpt), "--data", str(tiny_data), "--mode", "qat", "--qat-epochs", "0",
                 "--out", str(tmp_path / "x.onnx"), "--run-dir", str(tmp_path / "run2"), cwd=tmp_path)
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines()[-1].startswith("yoloslim: error: stage 'quantize': mode 'qat' fine-tunes")
-    assert not (tmp_path / "x.onnx").exists()
+    # Refused while the one-stage recipe is parsed (StageType.check), before the run directory exists.
+    assert r.stderr.strip().splitlines()[-1].startswith("yoloslim: error: quantize: mode 'qat' fine-tunes")
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "run2").exists()
 
 
 def test_mixed_precision_never_ships_worse_than_plain_ptq_and_says_the_budget_was_missed(tiny_onnx, tiny_data,
@@ -394,3 +395,20 @@ def test_qat_and_mixed_run_on_yolo11_and_yolo26_and_their_int8_files_run(generat
     assert yoloslim_metadata(onnx.load(str(dict(result.artifacts)["qat"])))["quantization"]["qat_ranges"] > 0
     mixed = yoloslim_metadata(onnx.load(str(dict(result.artifacts)["mixed"])))["quantization"]["mixed"]
     assert [s["float_layers"] for s in mixed["steps"]][0] == 0 and len(mixed["keep"]) <= 1
+
+
+def test_qat_checkpoints_never_pickle_fake_quantizers_even_without_the_runs_state():
+    from ultralytics.nn.tasks import DetectionModel
+
+    from yoloslim_quant import plugin
+
+    torch.manual_seed(0)
+    model = DetectionModel("yolov8n.yaml", nc=3, verbose=False)
+    qat.insert(model)
+    qat.calibrate(model, [torch.rand(2, 3, 64, 64)])
+    inserted = len(qat.fake_quant_modules(model))
+    saved = plugin.yoloslim_model_to_save(model, SlimContext())  # a DDP rank's context: no ctx.state["quant"]
+    assert inserted > 0 and qat.fake_quant_modules(saved) == []
+    assert len(saved.yoloslim_qat_ranges) == inserted
+    assert len(qat.fake_quant_modules(model)) == inserted  # the live model keeps training with them
+    assert plugin.yoloslim_model_to_save(saved, SlimContext()) is None

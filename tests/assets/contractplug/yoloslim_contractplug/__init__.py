@@ -1,0 +1,1 @@
+"""Plugins used by the tests that break the yoloslim hook contract, one way per entry point."""
