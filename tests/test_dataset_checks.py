@@ -137,6 +137,21 @@ def test_check_images_names_split_folder_first_unreadable_image_and_count(tiny_d
         check_images(check_dataset(data), "val", data)
 
 
+def test_a_truncated_jpeg_is_refused_because_ultralytics_would_rewrite_it_in_place(tiny_data: Path,
+                                                                                    tmp_path: Path) -> None:
+    data = copy_dataset(tiny_data, tmp_path / "d")
+    images = sorted((tmp_path / "d" / "images" / "train").glob("*.png"))
+    jpeg = images[-1].with_suffix(".jpg")
+    cv2.imwrite(str(jpeg), cv2.imread(str(images[-1])))
+    images[-1].unlink()
+    jpeg.write_bytes(jpeg.read_bytes()[:-2])  # decodes, but lacks the end-of-image marker
+    before = jpeg.read_bytes()
+    for sample in (None, 2):  # also when the image is outside the checked sample
+        with pytest.raises(DataError, match="truncated.*never modifies its inputs"):
+            check_images(check_dataset(data), "train", data, sample=sample)
+    assert jpeg.read_bytes() == before
+
+
 # --------------------------------------------------------------------------------------------- YAML, options
 
 

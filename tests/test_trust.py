@@ -108,7 +108,6 @@ def test_yoloslims_own_checkpoints_load_safely_without_the_opt_in(own_checkpoint
         model, _ = load_checkpoint(path)
         classes |= {type(m).__name__ for m in model.modules()}
     assert "SplitC2f" in classes  # the pruned blocks came through the allowlist
-    assert "FakeQuantConv" in classes or not any("quantize" in str(p) for p in own_checkpoints)
 
 
 def test_own_checkpoints_load_with_ultralytics_safe_load_on(own_checkpoints, tiny_data):
@@ -178,12 +177,12 @@ def test_two_runs_started_together_get_two_directories_each_naming_its_own_model
         assert p.returncode == 0, err[-3000:]
     runs = sorted((work / "runs" / "slim").iterdir())
     assert [r.name for r in runs] == ["same", "same2"]
-    models = {json.loads((r / "report.json").read_text())["meta"]["model"] for r in runs}
+    models = {json.loads((r / "report.json").read_text())["model"] for r in runs}
     assert models == {str(a), str(b)}
     for r in runs:
-        meta = json.loads((r / "report.json").read_text())["meta"]
+        report = json.loads((r / "report.json").read_text())
         source = load_checkpoint(r / "01_prune" / "prune.pt")[1]["yoloslim"]["source"]
-        assert source == meta["model"]
+        assert source == report["model"]
 
 
 def test_a_shorter_rerun_into_the_same_directory_leaves_no_old_stage_folders(tmp_path, tiny_ckpt, tiny_data):
@@ -196,7 +195,7 @@ def test_a_shorter_rerun_into_the_same_directory_leaves_no_old_stage_folders(tmp
                     "--runs", "1")
         assert r.returncode == 0, r.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
-        "00_original", "01_export", "report.json", "report.md"]
+        "00_original", "01_export", "pareto.png", "report.json", "report.md"]
 
 
 def test_stale_temporaries_of_a_killed_process_are_removed_by_the_next_write(tmp_path):
@@ -300,6 +299,17 @@ def test_a_signal_during_export_ends_the_run_interrupted_with_no_output(tmp_path
     assert "Traceback" not in r.stderr
     assert not out.exists()
     assert stray_temp_files(tmp_path) == []
+
+
+def test_a_signal_during_training_ends_the_run_interrupted_with_no_output(tmp_path, tiny_ckpt, tiny_data):
+    out, run = tmp_path / "ft.pt", tmp_path / "run"
+    r = _run_and_signal(["finetune", str(tiny_ckpt), "--data", str(tiny_data), "--out", str(out), "--epochs", "3",
+                         "--run-dir", str(run)], run / "01_finetune" / "train", signal.SIGTERM, tmp_path)
+    assert r.returncode == 143, (r.returncode, r.stderr[-3000:])
+    assert r.stderr.strip().splitlines()[-1] == "yoloslim: interrupted"
+    assert not out.exists() and not (run / "report.md").exists()
+    assert stray_temp_files(tmp_path) == []
+    assert not (run / ".yoloslim-run.lock").exists()
 
 
 def test_outputs_get_the_users_umask(tmp_path):

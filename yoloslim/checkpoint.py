@@ -25,12 +25,15 @@ def _umask() -> int:
 _MODE = 0o666 & ~_umask()  # what open() would give a new file: 0644 under the usual umask
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID runs on this machine (when in doubt, yes: a live writer keeps its files)."""
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's live process
+    except OSError:  # e.g. someone else's live process
         return True
     return True
 
@@ -50,7 +53,7 @@ def remove_stale_temp(folder: str | Path, name: str | None = None) -> list[Path]
         return removed
     for p in folder.glob(f".{glob.escape(name) if name else '*'}.*.tmp"):
         pid = p.name[: -len(".tmp")].split(".")[-2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             try:
                 p.unlink()
                 removed.append(p)

@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 
@@ -270,7 +269,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(name)s: %(message)s")
     from yoloslim import signals
 
-    signals.install()
+    with signals.handled(reraise=False):  # _run reports an interrupt itself
+        return _run(argv)
+
+
+def _run(argv: list[str]) -> int:
+    """Parse ``argv`` and run its command, turning bad input and interrupts into one line and a status."""
+    from yoloslim import signals
+
     try:
         args = _parser().parse_args(argv)
         from yoloslim.errors import YoloslimError, storage_error
@@ -295,8 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         signals.check()  # an interrupt some library swallowed still ends the run as interrupted
         return status
-    except KeyboardInterrupt:
-        signum = signals.received() or signal.SIGINT
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", None) or signals.received() or signal.SIGINT
         print("yoloslim: interrupted", file=sys.stderr)
         return signals.exit_status(signum)
 

@@ -310,6 +310,20 @@ def check_labels(data_dict: Mapping[str, Any], split: str, data: str | Path) -> 
 # --------------------------------------------------------------------------------------------- images
 
 
+_TRUNCATED_JPEG = ("is a JPEG without its end marker (truncated); Ultralytics would rewrite the file in place to "
+                   "repair it, and yoloslim never modifies its inputs: re-save the image (e.g. with PIL)")
+
+
+def _jpeg_truncated(path: str | Path) -> bool:
+    """Whether a JPEG file lacks its end-of-image marker (Ultralytics' loader then re-saves it over the original)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-2, 2)
+            return f.read() != b"\xff\xd9"
+    except OSError:
+        return False
+
+
 def image_problem(path: str | Path) -> str | None:
     """Why Ultralytics would drop an image (its ``check_image`` rule), or None when it opens.
 
@@ -336,6 +350,8 @@ def image_problem(path: str | Path) -> str | None:
         return f"is {width}x{height} pixels, Ultralytics needs at least 10x10"
     if fmt not in IMG_FORMATS | {"jpeg2000"}:
         return f"is a {fmt or 'unknown'} image, Ultralytics reads {', '.join(sorted(IMG_FORMATS))}"
+    if fmt in {"jpg", "jpeg"} and _jpeg_truncated(path):
+        return _TRUNCATED_JPEG
     return None
 
 
@@ -363,10 +379,16 @@ def check_images(data_dict: Mapping[str, Any], split: str, data: str | Path, sam
     from yoloslim.model_io import split_images
 
     images = split_images(dict(data_dict), split)
-    if sample is not None and 0 < sample < len(images):
-        images = [images[int(i * len(images) / sample)] for i in range(sample)]
     bad = 0
     first: tuple[Path, str] | None = None
+    if sample is not None and 0 < sample < len(images):
+        # The images left out of the sample still get the one check that protects the user's files: a truncated
+        # JPEG would be rewritten in place by Ultralytics' loader (one seek per file).
+        for image in images:
+            if image.suffix.lower() in {".jpg", ".jpeg"} and _jpeg_truncated(image):
+                bad += 1
+                first = first or (image, _TRUNCATED_JPEG)
+        images = [images[int(i * len(images) / sample)] for i in range(sample)]
     for image in images:
         problem = image_problem(image)
         if problem is not None:

@@ -15,12 +15,13 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from yoloslim.checkpoint import pid_alive, remove_stale_temp
 from yoloslim.errors import StorageError, YoloslimError
 
 MARKER = ".yoloslim-run"
 LOCK = ".yoloslim-run.lock"
 # What a run writes into its directory: stage folders (NN_name), the original's baselines, the report.
-_RUN_OUTPUT = re.compile(r"^(\d\d_.+|report\.(md|json))$")
+_RUN_OUTPUT = re.compile(r"^(\d\d_.+|report\.(md|json)|pareto\.png)$")
 
 
 class OutputError(YoloslimError):
@@ -107,16 +108,6 @@ def check_free_space(folder: str | Path, needed: int, what: str = "--out") -> No
                            f"{needed / 2**20:.0f} MiB needed; free some space or choose another disk")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _take_lock(folder: Path) -> Path:
     lock = folder / LOCK
     for _ in range(2):
@@ -127,7 +118,7 @@ def _take_lock(folder: Path) -> Path:
                 pid = int(lock.read_text().strip() or 0)
             except (OSError, ValueError):
                 pid = 0
-            if pid and pid != os.getpid() and _pid_alive(pid):
+            if pid and pid != os.getpid() and pid_alive(pid):
                 raise OutputError(f"run directory '{folder}' is in use by a running yoloslim (process {pid}); "
                                   f"wait for it or choose another --out") from None
             lock.unlink(missing_ok=True)  # left by a killed run
@@ -140,8 +131,6 @@ def _take_lock(folder: Path) -> Path:
 
 def _clean_previous_run(folder: Path) -> list[Path]:
     """Remove what an earlier run wrote into ``folder`` (stage folders, report, stale temporaries)."""
-    from yoloslim.checkpoint import remove_stale_temp
-
     removed = []
     for p in folder.iterdir():
         if _RUN_OUTPUT.match(p.name):

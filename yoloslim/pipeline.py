@@ -9,8 +9,16 @@ from typing import Any
 
 from yoloslim.checkpoint import atomic_copy, save_checkpoint
 from yoloslim.context import SlimContext
-from yoloslim.dataset_checks import check_class_names, check_runs, check_split, check_threads
-from yoloslim.errors import DataError, PluginError
+from yoloslim.dataset_checks import (
+    check_class_names,
+    check_images,
+    check_imgsz,
+    check_labels,
+    check_runs,
+    check_split,
+    check_threads,
+)
+from yoloslim.errors import ModelError, PluginError
 from yoloslim.measure import Measurement, measure
 from yoloslim.model_io import check_dataset, has_labels, load_checkpoint
 from yoloslim.outputs import run_directory
@@ -58,7 +66,11 @@ def model_imgsz(path: str | Path, fallback: int = 640) -> int:
     if path.suffix == ".onnx" and path.is_file():
         import onnx
 
-        dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+        try:
+            dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+        except Exception as e:  # protobuf's DecodeError, an empty graph: the file is not an ONNX model
+            raise ModelError(f"{path}: not a loadable ONNX model ({type(e).__name__}); re-export it "
+                             f"(yoloslim export MODEL.pt --out {path.name})") from e
         if len(dims) == 4 and dims[2].dim_value > 0:
             return int(dims[2].dim_value)
     return fallback
@@ -221,7 +233,6 @@ def _preflight(model: str | Path, data: str | Path, recipe: str | Path | Recipe,
                imgsz: int | None, device: str, split: str | None, threads: int, runs: int,
                pm: PluginManager) -> tuple[SlimContext, Recipe, bool, str, list[Path]]:
     """Check everything the run will need before the first stage: nothing is written if a check fails."""
-    from yoloslim.dataset_checks import check_images, check_imgsz, check_labels, check_runs, check_split, check_threads
     from yoloslim.outputs import check_free_space, check_output_dir, check_writable_folder
 
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, pm.stage_types(), pm.failed)
@@ -336,6 +347,7 @@ def measure_models(
     json_path: str | Path | None = None,
     plugins: PluginManager | None = None,
     reference: str | Path | None = None,
+    trust: bool | None = None,
 ) -> list[Measurement]:
     """Measure models with the one harness, plugins' runtimes included (the API of ``yoloslim measure``).
 
@@ -344,17 +356,25 @@ def measure_models(
 
     The options and the dataset are checked before any model is measured (``yoloslim.dataset_checks``): threads
     and runs >= 1, the split defined by the YAML, imgsz > 0 and a multiple of every model's stride, every label
-    file and image of the split, and every model's classes against the dataset's.
+    file and image of the split, and every model's classes against the dataset's. ``trust``: unpickle ``.pt`` files
+    without the safe-load allowlist (``None``: ``YOLOSLIM_TRUST_CHECKPOINTS``; see :mod:`yoloslim.trust`).
 
     Raises:
         DataError: For a bad option, dataset, label file or image, or a model with other classes.
         ModelError: For a missing or unloadable model, or one that is not a detection model.
     """
+    pm = plugins or get_plugin_manager()
+    with trust_scope(trust, pm):
+        return _measure_models(list(models), data, imgsz, split, threads, runs, json_path, pm, reference)
+
+
+def _measure_models(models: list[str | Path], data: str | Path, imgsz: int | None, split: str | None, threads: int,
+                    runs: int, json_path: str | Path | None, pm: PluginManager,
+                    reference: str | Path | None) -> list[Measurement]:
     from yoloslim.measure import write_json
 
     check_threads(threads)
     check_runs(runs)
-    pm = plugins or get_plugin_manager()
     data_dict = check_dataset(data)
     split = check_split(data_dict, default_split(data_dict, split), data)
     imgsz = imgsz if imgsz is not None else model_imgsz(models[0])

@@ -242,6 +242,20 @@ class PluginManager:
             self._stage_types = types
         return self._stage_types
 
+    def export_formats(self) -> list[str] | None:
+        """The formats the loaded plugins can export here, as their ``yoloslim_export_formats`` declare them.
+
+        Returns:
+            The format names, sorted, or ``None`` when some plugin implements ``yoloslim_export`` without declaring
+            its formats (it may write any format, so no format can be refused up front).
+        """
+        hooks = self.pm.hook
+        declaring = {impl.plugin_name for impl in hooks.yoloslim_export_formats.get_hookimpls()}
+        if any(impl.plugin_name not in declaring for impl in hooks.yoloslim_export.get_hookimpls()):
+            return None
+        results = self.call("yoloslim_export_formats") or []
+        return sorted({str(f) for formats in results for f in (formats or [])})
+
     def call(self, hook: str, **kwargs: Any) -> Any:
         """Call ``hook`` with ``kwargs``; a plugin's exception (``sys.exit`` too) becomes one error naming it.
 

@@ -8,11 +8,14 @@ if the exception itself was swallowed somewhere.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 _received: int | None = None
+_depth = 0
 
 
 class Interrupted(KeyboardInterrupt):
@@ -29,12 +32,35 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
-def install() -> None:
-    """Handle SIGINT and SIGTERM as :class:`Interrupted` (main thread only; elsewhere a no-op)."""
+@contextlib.contextmanager
+def handled(reraise: bool = True) -> Iterator[None]:
+    """Handle SIGINT and SIGTERM as :class:`Interrupted` for the duration of a block, then restore what was there.
+
+    A signal that arrives inside the block ends it with :class:`Interrupted`, even if code inside caught and dropped
+    the exception (Ultralytics' ``TryExcept`` does, around its requirement checks): the block then raises it on the
+    way out. Blocks nest (the CLI around a command, an exporter around Ultralytics' export); the record of the signal
+    is cleared when the outermost ends. Outside the main thread (where Python cannot set handlers) it only yields.
+
+    Args:
+        reraise: Raise a swallowed interrupt on the way out; ``False`` for a caller that reads :func:`received`
+            itself (the CLI, which has already reported it).
+    """
+    global _received, _depth
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    signal.signal(signal.SIGINT, _handler)
-    signal.signal(signal.SIGTERM, _handler)
+    previous = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    _depth += 1
+    try:
+        yield
+        if reraise:
+            check()
+    finally:
+        _depth -= 1
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if _depth == 0:
+            _received = None
 
 
 def received() -> int | None:

@@ -400,19 +400,20 @@ def test_an_onnx_export_removes_a_killed_exports_folder_but_not_a_running_ones(d
         live.wait()
 
 
-def test_interrupts_kept_raises_an_interrupt_that_the_block_swallowed():
-    from yoloslim_deploy.onnx_adapter import interrupts_kept
+def test_handled_signals_raise_an_interrupt_that_the_block_swallowed():
+    from yoloslim import signals
 
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
-        with interrupts_kept():
+        with signals.handled():
             try:
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(0.5)
             except BaseException:  # what Ultralytics' TryExcept does
                 pass
     assert signal.getsignal(signal.SIGINT) is before
-    with interrupts_kept():  # no signal: nothing raised
+    assert signals.received() is None  # cleared once the outermost block ended
+    with signals.handled():  # no signal: nothing raised
         pass
 
 

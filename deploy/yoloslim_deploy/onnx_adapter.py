@@ -22,23 +22,19 @@ into that folder) and renames the checked file into place, so a failure leaves n
 
 Ultralytics' ``check_requirements``, which its ONNX exporter calls, is wrapped in its ``TryExcept``, whose
 ``__exit__`` swallows every exception, ``KeyboardInterrupt`` included; the adapter notices an interrupt that was
-swallowed there and raises it again once Ultralytics' exporter returns (:func:`interrupts_kept`).
+swallowed there and raises it again once Ultralytics' exporter returns (:func:`yoloslim.signals.handled`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
-import signal
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from yoloslim import hookimpl
+from yoloslim import hookimpl, signals
 from yoloslim.errors import ExportError
 
 from yoloslim_deploy.metadata import YOLOSLIM_KEY
@@ -149,54 +145,6 @@ def _set_metadata(model: Any, key: str, value: str) -> None:
     prop.key, prop.value = key, value
 
 
-@contextlib.contextmanager
-def interrupts_kept() -> Iterator[None]:
-    """Re-raise a SIGINT/SIGTERM interrupt that code inside the block caught and dropped.
-
-    The signals' current Python handlers keep working as they are (the default SIGINT handler raises
-    ``KeyboardInterrupt``; a CLI's own handler may raise its own exception or only set a flag); what a handler raises
-    is remembered, and if the block then ends normally, or with a different exception, the remembered one is raised.
-    Only the main thread can install signal handlers; elsewhere the block runs as it is.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    raised: list[BaseException] = []
-    previous = {}
-
-    def remember(signum: int, frame: object) -> None:
-        handler = previous[signum]
-        try:
-            if callable(handler):
-                handler(signum, frame)
-            elif handler == signal.SIG_DFL and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            elif handler == signal.SIG_DFL:  # SIGTERM's default: end the process, as if nothing were installed
-                signal.signal(signum, signal.SIG_DFL)
-                os.kill(os.getpid(), signum)
-        except BaseException as e:
-            raised.append(e)
-            raise
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(signum)
-        if handler is None or handler == signal.SIG_IGN:
-            continue  # installed outside Python, or ignored: leave it alone
-        previous[signum] = handler
-        signal.signal(signum, remember)
-    try:
-        yield
-    except BaseException as e:
-        if raised and e is not raised[0]:
-            raise raised[0] from e
-        raise
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if raised:
-        raise raised[0]
-
-
 @hookimpl
 def yoloslim_export_formats() -> list[str]:
     """The ONNX adapter writes ``onnx`` (its dependencies are yoloslim's own)."""
@@ -230,7 +178,7 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
         src = Path(tmp) / checkpoint.name
         shutil.copyfile(checkpoint, src)
         try:
-            with interrupts_kept():
+            with signals.handled():
                 written = YOLO(str(src), task="detect").export(**kwargs)
         except Exception as e:
             raise ExportError(f"ONNX export of '{checkpoint}' failed: {type(e).__name__}: {_first_line(e)}") from e

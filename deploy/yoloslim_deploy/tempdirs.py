@@ -19,27 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from yoloslim.checkpoint import pid_alive
+
 LOGGER = logging.getLogger("yoloslim.deploy")
 
 LEGACY_MAX_AGE_S = 24 * 3600
-
-
-def _running(pid: int) -> bool:
-    """Whether a process with this PID exists (when in doubt, yes: a live export must never lose its folder)."""
-    try:
-        import psutil
-
-        return psutil.pid_exists(pid)
-    except ImportError:
-        if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there
-            return True
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except OSError:
-            return True
-        return True
 
 
 def export_workdir(folder: Path, prefix: str) -> tempfile.TemporaryDirectory:
@@ -60,7 +44,7 @@ def export_workdir(folder: Path, prefix: str) -> tempfile.TemporaryDirectory:
             continue
         owner = pattern.match(leftover.name)
         try:
-            stale = (not _running(int(owner.group(1))) if owner else
+            stale = (not pid_alive(int(owner.group(1))) if owner else
                      time.time() - leftover.stat().st_mtime > LEGACY_MAX_AGE_S)
         except (OSError, ValueError, OverflowError):
             continue

@@ -17,24 +17,6 @@ from yoloslim.recipe import Option, StageType
 _SUFFIX = {"onnx": ".onnx", "engine": ".engine", "tensorrt": ".engine", "torchscript": ".torchscript"}
 
 
-def export_formats(pm: Any) -> list[str] | None:
-    """The formats the loaded plugins can export here, as their ``yoloslim_export_formats`` declare them.
-
-    Args:
-        pm: The run's :class:`yoloslim.plugins.PluginManager`.
-
-    Returns:
-        The format names, sorted, or ``None`` when some plugin implements ``yoloslim_export`` without declaring its
-        formats (it may write any format, so no format can be refused up front).
-    """
-    hooks = pm.pm.hook
-    declaring = {impl.plugin_name for impl in hooks.yoloslim_export_formats.get_hookimpls()}
-    if any(impl.plugin_name not in declaring for impl in hooks.yoloslim_export.get_hookimpls()):
-        return None
-    results = pm.call("yoloslim_export_formats") or []
-    return sorted({str(f) for formats in results for f in (formats or [])})
-
-
 def unavailable(fmt: str, pm: Any) -> list[str] | None:
     """The formats available here when ``fmt`` is not among them, else None (``fmt`` can, or may, be exported).
 
@@ -42,7 +24,7 @@ def unavailable(fmt: str, pm: Any) -> list[str] | None:
         fmt: A format name (e.g. ``"onnx"``).
         pm: The run's :class:`yoloslim.plugins.PluginManager`.
     """
-    formats = export_formats(pm)
+    formats = pm.export_formats()
     return None if formats is None or fmt in formats else formats
 
 

@@ -70,14 +70,14 @@ def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
     if not opts.needs_data:
         return
     if ctx.data is None:
-        raise DataError(f"{where}: importance '{opts.importance}' ranks by detection-loss gradients on training "
-                        "images; pass --data, or set 'importance' to l1, l2 or bn")
+        raise DataError(f"{where}: importance '{opts.importance}' ranks by the detection loss on training images; "
+                        "pass --data, or set 'importance' to l1, l2 or bn")
     from yoloslim.model_io import check_dataset, has_labels
 
     if not has_labels(check_dataset(ctx.data), "train"):
         raise DataError(f"{where}: importance '{opts.importance}' ranks by the detection loss on labelled training "
                         f"images, but the train split of dataset '{ctx.data}' has no labels; set 'importance' to "
-                        "l1, l2 or bn, or add YOLO label files beside the train images")
+                        "l1, l2 or bn, or add YOLO label files for the train images (labels/ beside images/)")
 
 
 @hookimpl

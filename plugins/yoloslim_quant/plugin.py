@@ -39,17 +39,16 @@ def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
     """Before any stage runs: an ONNX exporter is loaded and, for static quantization, ``calib_split`` has images."""
     if stage.type != "quantize":
         return
-    from yoloslim_builtin.export_stage import ENABLE_ONNX, unavailable
-
     from .calibration import split_to_calibrate_on
 
     where = f"stage '{stage.name}'"
     opts = parse_options(stage.options, stage.epochs, where)
-    formats = unavailable("onnx", ctx.get_plugins())
-    if formats is not None:
+    formats = ctx.get_plugins().export_formats()
+    if formats is not None and "onnx" not in formats:
         raise ExportError(f"{where}: quantization starts from an ONNX export of the model, but no loaded plugin "
-                          f"exports format 'onnx' (formats available here: {', '.join(formats) or 'none'}); "
-                          f"{ENABLE_ONNX}")
+                          f"exports format 'onnx' (formats available here: {', '.join(formats) or 'none'}); enable "
+                          f"yoloslim_deploy's 'onnx' plugin (see 'yoloslim plugins'; YOLOSLIM_PLUGINS or "
+                          f"YOLOSLIM_DISABLE_PLUGINS may leave it out)")
     if opts.precision in CALIBRATED:
         if ctx.data is None:
             raise DataError(f"{where}: precision '{opts.precision}' calibrates on dataset images; pass --data")

@@ -82,5 +82,5 @@ def test_export_without_any_export_plugin_says_to_enable_the_onnx_plugin(tmp_pat
 def test_an_exporter_that_declares_no_formats_hook_leaves_every_format_possible(tmp_path):
     pm = _pm(onnx=_Exporter(["onnx"]), old=_UndeclaredExporter())
     stage, ctx = _ctx(pm, "tflite", tmp_path)
-    assert export_stage.export_formats(pm) is None
+    assert pm.export_formats() is None
     assert export_stage.yoloslim_check_stage(stage=stage, ctx=ctx) is None
