@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from yoloslim_test_support import assert_one_line_error, run_cli
+from yoloslim_test_support import assert_one_line_error, run_main
 
 from yoloslim.dataset_checks import (
     check_class_names,
@@ -301,9 +301,10 @@ def _break(case: str, tiny_data: Path, tiny_ckpt: Path, tmp_path: Path) -> tuple
 
 @pytest.mark.parametrize("case", ["labels", "images", "yaml", "classes", "obb_onnx"])
 def test_cli_measure_on_bad_input_prints_one_line_and_exits_1(
-    case: str, tiny_data: Path, tiny_ckpt: Path, tmp_path: Path
+    case: str, tiny_data: Path, tiny_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     args, words = _break(case, tiny_data, tiny_ckpt, tmp_path)
-    result = run_cli("measure", *args, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = run_main("measure", *args)
     assert_one_line_error(result, *words)
     assert result.stdout.strip() == ""

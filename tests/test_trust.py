@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from yoloslim_test_support import assert_one_line_error, file_digests, run_cli, stray_temp_files, subprocess_env
+from yoloslim_test_support import (
+    assert_one_line_error,
+    file_digests,
+    run_cli,
+    run_main,
+    stray_temp_files,
+    subprocess_env,
+)
 
 from yoloslim.errors import ModelError, StorageError
 from yoloslim.model_io import load_checkpoint
@@ -53,7 +60,7 @@ def test_checkpoint_with_a_pickle_payload_is_refused_and_the_payload_never_runs(
     monkeypatch.delenv("YOLOSLIM_TRUST_CHECKPOINTS", raising=False)
     with pytest.raises(ModelError, match=r"refused to unpickle 'posix\.system'.*--trust-checkpoint"):
         load_checkpoint(path)
-    line = assert_one_line_error(run_cli("measure", str(path), "--data", str(tiny_data), "--runs", "1"),
+    line = assert_one_line_error(run_main("measure", str(path), "--data", str(tiny_data), "--runs", "1"),
                                  "posix.system", "--trust-checkpoint", str(path))
     assert "YOLOSLIM_TRUST_CHECKPOINTS" in line
     assert not marker.exists()
@@ -77,7 +84,7 @@ def test_trust_opt_in_loads_the_checkpoint_as_before(evil_ckpt, tiny_data, monke
     load_checkpoint(path)
     assert marker.exists()
     marker.unlink()
-    r = run_cli("measure", str(path), "--data", str(tiny_data), "--runs", "1", "--trust-checkpoint")
+    r = run_main("measure", str(path), "--data", str(tiny_data), "--runs", "1", "--trust-checkpoint")
     assert r.returncode == 0, r.stderr[-2000:]
     assert marker.exists()
 
@@ -139,7 +146,7 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_is_untouched(tmp_pa
     ]
     (tmp_path / "r.yaml").write_text("stages:\n  - {type: export}\n")
     for args in cases:
-        assert_one_line_error(run_cli(*args), "input")
+        assert_one_line_error(run_main(*args), "input")
     assert file_digests(mine, Path(tiny_data).parent) == before
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
     assert stray_temp_files(tmp_path) == []
@@ -150,8 +157,8 @@ def test_a_folder_of_foreign_files_is_not_used_as_a_run_directory(tmp_path, tiny
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     (tmp_path / "r.yaml").write_text("stages:\n  - {type: export}\n")
-    r = run_cli("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(tmp_path / "r.yaml"),
-                "--out", str(out))
+    r = run_main("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(tmp_path / "r.yaml"),
+                 "--out", str(out))
     assert_one_line_error(r, str(out), "new or empty folder")
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
@@ -187,15 +194,17 @@ def test_two_runs_started_together_get_two_directories_each_naming_its_own_model
 
 def test_a_shorter_rerun_into_the_same_directory_leaves_no_old_stage_folders(tmp_path, tiny_ckpt, tiny_data):
     long, short = tmp_path / "long.yaml", tmp_path / "short.yaml"
-    long.write_text("stages:\n  - {type: prune, method: magnitude, ratio: 0.3, epochs: 0}\n  - {type: export}\n")
-    short.write_text("stages:\n  - {type: export}\n")
+    long.write_text("stages:\n  - {type: prune, method: magnitude, ratio: 0.3, epochs: 0}\n"
+                    "  - {type: prune, name: more, method: magnitude, ratio: 0.5, epochs: 0}\n")
+    short.write_text("stages:\n  - {type: prune, method: magnitude, ratio: 0.3, epochs: 0}\n")
     out = tmp_path / "run"
     for recipe in (long, short):
-        r = run_cli("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(recipe), "--out", str(out),
-                    "--runs", "1")
+        r = run_main("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(recipe), "--out", str(out),
+                     "--runs", "1")
         assert r.returncode == 0, r.stderr[-3000:]
+        assert not (out / ".yoloslim-run.lock").exists()
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
-        "00_original", "01_export", "pareto.png", "report.json", "report.md"]
+        "01_prune", "pareto.png", "report.json", "report.md"]
 
 
 def test_stale_temporaries_of_a_killed_process_are_removed_by_the_next_write(tmp_path):
@@ -226,8 +235,8 @@ def test_bad_run_options_stop_before_any_work(tmp_path, tiny_ckpt, tiny_data, fl
     recipe = tmp_path / "r.yaml"
     recipe.write_text("stages:\n  - {type: finetune, epochs: 1}\n  - {type: export}\n")
     out = tmp_path / "run"
-    r = run_cli("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(recipe), "--out", str(out),
-                *flags)
+    r = run_main("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(recipe), "--out", str(out),
+                 *flags)
     assert_one_line_error(r, *words)
     assert not out.exists()
 
@@ -235,8 +244,8 @@ def test_bad_run_options_stop_before_any_work(tmp_path, tiny_ckpt, tiny_data, fl
 def test_an_out_under_a_file_is_refused_before_the_stage(tmp_path, tiny_ckpt, tiny_data):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    r = run_cli("prune", str(tiny_ckpt), "--data", str(tiny_data), "--out", str(blocker / "p.pt"), "--ratio", "0.2",
-                "--finetune-epochs", "0", "--run-dir", str(tmp_path / "run"))
+    r = run_main("prune", str(tiny_ckpt), "--data", str(tiny_data), "--out", str(blocker / "p.pt"), "--ratio", "0.2",
+                 "--finetune-epochs", "0", "--run-dir", str(tmp_path / "run"))
     assert_one_line_error(r, str(blocker))
     assert not (tmp_path / "run").exists()
 
@@ -348,7 +357,7 @@ def test_a_huge_error_message_is_cut_to_one_short_line(tmp_path, tiny_ckpt, tiny
     bomb.write_text('a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
                     'c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n'
                     'e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nstages: [*e]\n')
-    r = run_cli("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(bomb), "--out",
-                str(tmp_path / "run"))
+    r = run_main("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(bomb), "--out",
+                 str(tmp_path / "run"))
     assert_one_line_error(r, "bomb.yaml")
     assert len(r.stderr) < 5000

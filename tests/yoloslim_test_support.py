@@ -82,3 +82,25 @@ def stray_temp_files(folder: Path) -> list[Path]:
     """Temporary files/folders an atomic write or an export leaves when it is not cleaned up."""
     return [p for p in Path(folder).rglob(".*") if p.name.endswith(".tmp") or p.name.startswith((".export-", ".engine-"))
             or ".tmp" in p.name]
+
+
+def run_main(*args: str):
+    """Run ``yoloslim ARGS`` in this process and return a CompletedProcess like :func:`run_cli`'s.
+
+    No interpreter start-up (torch and Ultralytics are already imported): about 5 s less than :func:`run_cli` on
+    2 cores. For commands that fail before any work; anything that trains or must run in a clean process (signals,
+    environment) goes through :func:`run_cli`.
+    """
+    import contextlib
+    import io
+    import subprocess
+
+    from yoloslim.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(list(args))
+        except SystemExit as e:  # argparse
+            status = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())

@@ -229,7 +229,8 @@ def _cmd_export(a: argparse.Namespace) -> int:
     from yoloslim.errors import ExportError
     from yoloslim.model_io import load_checkpoint
     from yoloslim.outputs import check_output_file
-    from yoloslim.pipeline import default_imgsz, model_stride
+    from yoloslim.measure import model_stride
+    from yoloslim.pipeline import default_imgsz
 
     options: dict[str, Any] = {}
     for item in a.option:

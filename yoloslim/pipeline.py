@@ -19,7 +19,7 @@ from yoloslim.dataset_checks import (
     check_threads,
 )
 from yoloslim.errors import ModelError, PluginError
-from yoloslim.measure import Measurement, measure
+from yoloslim.measure import Measurement, measure, model_stride
 from yoloslim.model_io import check_dataset, has_labels, load_checkpoint
 from yoloslim.outputs import run_directory
 from yoloslim.plugins import PluginManager, get_plugin_manager
@@ -85,15 +85,6 @@ def check_classes(ckpt: dict[str, Any], data_dict: dict[str, Any], model: Path, 
 def default_split(data_dict: dict[str, Any], split: str | None = None) -> str:
     """``split`` if given, else ``test`` when the dataset has one, else ``val``."""
     return split or ("test" if data_dict.get("test") else "val")
-
-
-def model_stride(model: Any) -> int:
-    """The largest stride of a detection model (32 for YOLOv8/11/26 at P5, 64 for P6 models)."""
-    stride = getattr(model, "stride", None)
-    try:
-        return int(max(stride.tolist() if hasattr(stride, "tolist") else stride))
-    except (TypeError, ValueError):
-        return 32
 
 
 def _input_files(rec: Recipe) -> list[Path]:
