@@ -182,7 +182,8 @@ def test_contract_breaking_plugins_are_recorded_as_failed_and_the_others_load(co
     loaded = {i.name for i in pm.info()}
     assert {"contract_exit", "finetune", "export"} <= loaded and not loaded & set(pm.failed)
     assert pm.pm.hook.yoloslim_report_columns.get_hookimpls()[0].plugin_name == "contract_exit"
-    with pytest.raises(RecipeError, match=r"unknown stage type 'shrinkwrap'.*plugins that failed to load: .*contract_types"):
+    failed = r"unknown stage type 'shrinkwrap'.*plugins that failed to load: .*contract_types"
+    with pytest.raises(RecipeError, match=failed):
         parse_recipe({"stages": [{"type": "shrinkwrap"}]}, pm.stage_types(), None, pm.failed)
 
 

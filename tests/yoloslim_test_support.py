@@ -80,8 +80,8 @@ def file_digests(*paths: Path) -> dict[str, str]:
 
 def stray_temp_files(folder: Path) -> list[Path]:
     """Temporary files/folders an atomic write or an export leaves when it is not cleaned up."""
-    return [p for p in Path(folder).rglob(".*") if p.name.endswith(".tmp") or p.name.startswith((".export-", ".engine-"))
-            or ".tmp" in p.name]
+    return [p for p in Path(folder).rglob(".*")
+            if ".tmp" in p.name or p.name.startswith((".export-", ".engine-"))]
 
 
 def run_main(*args: str):

@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = [_common()]
 
-    c = sub.add_parser("compress", parents=common, help="run a recipe on a checkpoint and report original vs compressed",
+    c = sub.add_parser("compress", parents=common,
+                       help="run a recipe on a checkpoint and report original vs compressed",
                        description="Run the recipe's stages in order, write each stage's checkpoint or artifact, "
                                    "then measure the original and every artifact and write report.md/report.json.")
     c.add_argument("model", help="Ultralytics detection checkpoint (.pt)")
@@ -73,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--json", help="also write the results to this JSON file")
     m.add_argument("--reference", help=_REFERENCE_HELP)
 
-    b = sub.add_parser("bench", parents=common, help="one table and a Pareto plot of accuracy vs latency for several models",
+    b = sub.add_parser("bench", parents=common,
+                       help="one table and a Pareto plot of accuracy vs latency for several models",
                        description="Measure every model with the same harness in one process (latency interleaved) "
                                    "and write bench.md, bench.json and pareto.png (mAP50-95 vs latency p50).")
     b.add_argument("models", nargs="+", help="checkpoints or exported models (any format a runtime plugin opens)")

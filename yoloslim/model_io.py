@@ -98,8 +98,9 @@ def load_checkpoint(path: str | Path, trust: bool | None = None) -> tuple[torch.
             ckpt = load_checkpoint_dict(str(path), trust)
     except UntrustedCheckpoint as e:
         raise ModelError(
-            f"{path}: refused to unpickle '{e.name}', which is not on the allowlist of what a detection checkpoint holds ("
-            f"loading it could run code hidden in the file); if you trust where the file came from, pass {OPT_IN}"
+            f"{path}: refused to unpickle '{e.name}', which is not on the allowlist of what a detection checkpoint "
+            f"holds (loading it could run code hidden in the file); if you trust where the file came from, pass "
+            f"{OPT_IN}"
         ) from None
     except ModuleNotFoundError as e:
         # Ultralytics re-raises some of these with its own message; the module name sits on the original.

@@ -69,7 +69,8 @@ def _hook_error(plugin: str, hook: str, e: BaseException) -> YoloslimError:
     if stored is not None:  # the disk, not the plugin: disabling it would not help
         return stored
     if isinstance(e, SystemExit):
-        return PluginError(f"plugin '{plugin}' called sys.exit({short_repr(e.code)}) in {hook}; {_disable_hint(plugin)}")
+        return PluginError(f"plugin '{plugin}' called sys.exit({short_repr(e.code)}) in {hook}; "
+                           f"{_disable_hint(plugin)}")
     return PluginError(f"plugin '{plugin}' raised in {hook}: {_reason(e)}; {_disable_hint(plugin)}")
 
 
@@ -121,7 +122,8 @@ class PluginManager:
             try:
                 plugin = ep.load()
                 dist = getattr(ep, "dist", None)
-                self.register(plugin, ep.name, package=dist.name if dist else "?", version=dist.version if dist else "?")
+                self.register(plugin, ep.name, package=dist.name if dist else "?",
+                              version=dist.version if dist else "?")
             except (KeyboardInterrupt, GeneratorExit):
                 raise
             except PluginError as e:  # breaks the hook contract or its stage types: leave it out, keep the others
@@ -138,7 +140,8 @@ class PluginManager:
         if not self.unmatched:
             return ""
         names = ", ".join(f"'{n}'" for n in self.unmatched)
-        which = "which no installed plugin provides" if len(self.unmatched) == 1 else "which no installed plugins provide"
+        which = ("which no installed plugin provides" if len(self.unmatched) == 1
+                 else "which no installed plugins provide")
         return (f"YOLOSLIM_PLUGINS names {names}, {which}; installed: {', '.join(self.installed) or 'none'}; "
                 "fix the names or unset YOLOSLIM_PLUGINS")
 

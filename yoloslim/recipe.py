@@ -88,7 +88,8 @@ def safe_yaml_load(text: str, source: str, error: type[YoloslimError] = RecipeEr
             raise error(f"{source}: uses YAML aliases (&/*), which yoloslim does not accept; "
                         "write the values out") from None
         mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
-        first = f"line {mark.line + 1}: {problem}" if mark and problem else (str(e).splitlines() or [type(e).__name__])[0]
+        first = (f"line {mark.line + 1}: {problem}" if mark and problem
+                 else (str(e).splitlines() or [type(e).__name__])[0])
         raise error(f"{source}: not valid YAML ({_cut(first)}); fix the syntax") from None
     except RecursionError:
         raise error(f"{source}: YAML nested too deeply; write a flat document") from None
@@ -328,12 +329,14 @@ def parse_recipe(raw: Any, stage_types: dict[str, StageType], path: Path | None 
         stype = s["type"]
         if not isinstance(stype, str):
             raise RecipeError(f"{src}: stage {i + 1}: key 'type': expected the name of a stage type, "
-                              f"got {type(stype).__name__} {short_repr(stype)}; known stage types: {sorted(stage_types)}")
+                              f"got {type(stype).__name__} {short_repr(stype)}; "
+                              f"known stage types: {sorted(stage_types)}")
         where = f"{src}: stage {i + 1} ({_cut(stype)})"
         if stype not in stage_types:
             hint = f"known stage types: {sorted(stage_types) or 'none'}"
             if failed_plugins:
-                hint += "; plugins that failed to load: " + ", ".join(f"{k} ({_cut(v)})" for k, v in failed_plugins.items())
+                failed = ", ".join(f"{k} ({_cut(v)})" for k, v in failed_plugins.items())
+                hint += f"; plugins that failed to load: {failed}"
             raise RecipeError(f"{where}: unknown stage type {short_repr(stype)}; {hint}")
         st = stage_types[stype]
         allowed = _COMMON_KEYS | set(st.options) | (_TRAIN_KEYS if st.trains else set())

@@ -84,6 +84,7 @@ def test_pruned_checkpoint_classes_are_declared_and_a_split_block_checkpoint_loa
     model = DetectionModel("yolo11n.yaml", nc=3, verbose=False)  # C3k2 and C2PSA: both split blocks
     assert make_prunable(model) > 0
     path = save_checkpoint(model, tmp_path / "split.pt")
-    assert _pickled_globals(path, "yoloslim") == {"yoloslim_prune.modules.SplitC2f", "yoloslim_prune.modules.SplitC2PSA"}
+    assert _pickled_globals(path, "yoloslim") == {"yoloslim_prune.modules.SplitC2f",
+                                                  "yoloslim_prune.modules.SplitC2PSA"}
     loaded, _ = load_checkpoint(path, trust=False)
     assert {type(m) for m in loaded.modules()} >= {SplitC2f, SplitC2PSA}
