@@ -361,3 +361,16 @@ def test_a_huge_error_message_is_cut_to_one_short_line(tmp_path, tiny_ckpt, tiny
                  str(tmp_path / "run"))
     assert_one_line_error(r, "bomb.yaml")
     assert len(r.stderr) < 5000
+
+
+def test_a_run_directory_from_before_the_marker_is_recognised_by_its_report_and_cleaned(tmp_path):
+    from yoloslim.outputs import run_directory
+
+    old = tmp_path / "demo"
+    (old / "05_quantize").mkdir(parents=True)
+    (old / "report.json").write_text("{}")
+    (old / "notes.txt").write_text("the user's")
+    with run_directory(old, tmp_path / "unused") as folder:
+        assert folder == old and (old / ".yoloslim-run.lock").is_file()
+        assert sorted(p.name for p in old.iterdir() if not p.name.startswith(".")) == ["notes.txt"]
+    assert not (old / ".yoloslim-run.lock").exists() and (old / ".yoloslim-run").is_file()

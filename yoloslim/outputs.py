@@ -150,7 +150,7 @@ def run_directory(out: str | Path | None, default: str | Path) -> Iterator[Path]
             each created with an exclusive ``mkdir``, so two runs started together never share one.
 
     A named folder that exists is reused only if an earlier yoloslim run made it (it has the ``.yoloslim-run``
-    marker) and no running process holds it: the earlier run's stage folders and report are removed first, so the
+    marker, or the ``report.json`` of a run from before the marker) and no running process holds it: the earlier run's stage folders and report are removed first, so the
     folder never mixes two runs. Any other non-empty folder is refused.
 
     Yields:
@@ -177,7 +177,8 @@ def run_directory(out: str | Path | None, default: str | Path) -> Iterator[Path]
     try:
         marker = folder / MARKER
         others = [p for p in folder.iterdir() if p.name not in (LOCK, MARKER)]
-        if others and not marker.exists():
+        ours = marker.exists() or (folder / "report.json").is_file()  # report.json: a run from before the marker
+        if others and not ours:
             raise OutputError(f"--out '{folder}' already holds files that no yoloslim run wrote; pass a new or "
                               f"empty folder (yoloslim would mix its outputs with them)")
         if others:
