@@ -374,3 +374,17 @@ def test_a_run_directory_from_before_the_marker_is_recognised_by_its_report_and_
         assert folder == old and (old / ".yoloslim-run.lock").is_file()
         assert sorted(p.name for p in old.iterdir() if not p.name.startswith(".")) == ["notes.txt"]
     assert not (old / ".yoloslim-run.lock").exists() and (old / ".yoloslim-run").is_file()
+
+
+def test_a_trust_scope_reaches_subprocesses_and_is_restored(monkeypatch):
+    from ultralytics.nn import tasks
+
+    from yoloslim.trust import ENV_VAR, trust_scope
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    before = tasks.SAFE_LOAD
+    with trust_scope(True):
+        assert os.environ[ENV_VAR] == "1" and tasks.SAFE_LOAD is False
+    with trust_scope(None):
+        assert ENV_VAR not in os.environ and tasks.SAFE_LOAD is True
+    assert ENV_VAR not in os.environ and tasks.SAFE_LOAD is before

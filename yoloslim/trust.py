@@ -78,7 +78,8 @@ def trust_scope(trust: bool | None = None, plugins: Any = None) -> Iterator[bool
 
     Untrusted (the default), the plugins' checkpoint classes are allowed and Ultralytics' ``SAFE_LOAD`` switch is on,
     so its validator, exporter and trainer load with ``weights_only=True`` as well. Trusted, Ultralytics loads as it
-    always does. The previous state is restored on exit.
+    always does, and ``YOLOSLIM_TRUST_CHECKPOINTS=1`` is set so that subprocesses (multi-GPU ranks) trust alike. The
+    previous state is restored on exit.
 
     Yields:
         Whether the block is trusted.
@@ -89,12 +90,18 @@ def trust_scope(trust: bool | None = None, plugins: Any = None) -> Iterator[bool
     if not is_trusted:
         allow_plugin_classes(plugins)
     token = _SCOPE.set(is_trusted)
-    previous = tasks.SAFE_LOAD
+    previous, previous_env = tasks.SAFE_LOAD, os.environ.get(ENV_VAR)
     tasks.SAFE_LOAD = not is_trusted
+    if is_trusted:  # subprocesses (Ultralytics' DDP ranks) inherit the choice
+        os.environ[ENV_VAR] = "1"
     try:
         yield is_trusted
     finally:
         tasks.SAFE_LOAD = previous
+        if previous_env is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = previous_env
         _SCOPE.reset(token)
 
 
