@@ -156,7 +156,7 @@ def _cmd_stage(a: argparse.Namespace) -> int:
     from yoloslim.checkpoint import atomic_copy
     from yoloslim.errors import RecipeError
     from yoloslim.outputs import check_output_file
-    from yoloslim.pipeline import compress
+    from yoloslim.pipeline import compress, input_files
     from yoloslim.plugins import get_plugin_manager
     from yoloslim.recipe import parse_recipe
 
@@ -169,7 +169,7 @@ def _cmd_stage(a: argparse.Namespace) -> int:
         recipe = parse_recipe({"name": a.stage_type, "stages": [stage]}, pm.stage_types(), None, pm.failed)
     except RecipeError as e:  # name the subcommand, not the one-stage recipe built from its flags
         raise RecipeError(str(e).replace(f"<recipe>: stage 1 ({a.stage_type}): ", f"{a.stage_type}: ", 1)) from None
-    check_output_file(a.out, [a.model, a.data, *(v for k, v in stage.items() if k != "type" and isinstance(v, str))])
+    check_output_file(a.out, [a.model, a.data, *input_files(recipe)])
     r = compress(a.model, a.data, recipe, out=a.run_dir, imgsz=a.imgsz, device=a.device, threads=a.threads,
                  runs=a.runs, plugins=pm)
     out = atomic_copy(r.artifacts[-1][1], a.out)

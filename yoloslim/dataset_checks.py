@@ -214,23 +214,24 @@ def label_file_problem(path: str | Path, nc: int) -> tuple[int, str, str] | None
     first line of the kind that comes second is reported.
 
     Args:
-        path: The label ``.txt`` file (it must exist).
+        path: The label ``.txt`` file.
         nc: Number of classes of the dataset.
 
     Returns:
         ``(line_number, line_text, problem)`` with a 1-based line number (0 when the file as a whole cannot be read),
         or None.
+
+    Raises:
+        FileNotFoundError: (or ``IsADirectoryError``/``NotADirectoryError``) when there is no label file: its image
+            is a background, which is not a problem of the labels.
     """
-    try:
+    try:  # one open per file, no stat first: 100k files take seconds
         with open(path, "rb") as f:
             data = f.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise
     except OSError as e:
         return 0, "", f"cannot be read ({e.strerror or type(e).__name__}); check the file's permissions"
-    return _text_problem(data, nc)
-
-
-def _text_problem(data: bytes, nc: int) -> tuple[int, str, str] | None:
-    """:func:`label_file_problem` of a label file's bytes."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -285,13 +286,10 @@ def check_labels(data_dict: Mapping[str, Any], split: str, data: str | Path) -> 
     bad = 0
     first: tuple[Path, int, str, str] | None = None
     for label in img2label_paths([str(p) for p in split_images(dict(data_dict), split)]):
-        try:  # one open per file, no stat first: 100k files take seconds
-            with open(label, "rb") as f:
-                problem = _text_problem(f.read(), nc)
+        try:
+            problem = label_file_problem(label, nc)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             continue  # no label file: a background image (Ultralytics' os.path.isfile test)
-        except OSError as e:
-            problem = 0, "", f"cannot be read ({e.strerror or type(e).__name__}); check the file's permissions"
         path = Path(label)
         checked += 1
         if problem is not None:

@@ -84,12 +84,17 @@ def check_output_dir(out: str | Path, inputs: list[str | Path], what: str = "--o
     return Path(out)
 
 
+def _existing_ancestor(path: Path) -> Path:
+    """``path`` itself if it exists, else its nearest parent that does."""
+    while not path.exists():
+        path = path.parent
+    return path
+
+
 def check_writable_folder(folder: str | Path, what: str = "--out") -> None:
     """Raise StorageError unless ``folder`` exists and is writable, or could be created in a writable parent."""
     folder = _resolved(folder)
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
+    existing = _existing_ancestor(folder)
     if not existing.is_dir():
         raise StorageError(f"{what}: cannot create '{folder}': '{existing}' is a file; choose another path")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -99,9 +104,7 @@ def check_writable_folder(folder: str | Path, what: str = "--out") -> None:
 
 def check_free_space(folder: str | Path, needed: int, what: str = "--out") -> None:
     """Raise StorageError when the disk of ``folder`` has less than ``needed`` bytes free (a cheap estimate)."""
-    existing = _resolved(folder)
-    while not existing.exists():
-        existing = existing.parent
+    existing = _existing_ancestor(_resolved(folder))
     free = shutil.disk_usage(existing).free
     if free < needed:
         raise StorageError(f"{what}: only {free / 2**20:.0f} MiB free on the disk of '{existing}', about "

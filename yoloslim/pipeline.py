@@ -87,7 +87,7 @@ def default_split(data_dict: dict[str, Any], split: str | None = None) -> str:
     return split or ("test" if data_dict.get("test") else "val")
 
 
-def _input_files(rec: Recipe) -> list[Path]:
+def input_files(rec: Recipe) -> list[Path]:
     """Files a recipe's stages read: every string option that names an existing file (a teacher, a calibration list)."""
     files = []
     for stage in rec.stages:
@@ -212,8 +212,7 @@ def compress(
     """
     pm = plugins or get_plugin_manager()
     with trust_scope(trust, pm):
-        ctx, rec, labelled, split, inputs = _preflight(model, data, recipe, out, imgsz, device, split, threads, runs,
-                                                       pm)
+        ctx, rec, labelled, split = _preflight(model, data, recipe, out, imgsz, device, split, threads, runs, pm)
         model = Path(model)
         with run_directory(out, Path("runs/slim") / rec.name) as run_dir:
             ctx.run_dir = run_dir.resolve()
@@ -222,7 +221,7 @@ def compress(
 
 def _preflight(model: str | Path, data: str | Path, recipe: str | Path | Recipe, out: str | Path | None,
                imgsz: int | None, device: str, split: str | None, threads: int, runs: int,
-               pm: PluginManager) -> tuple[SlimContext, Recipe, bool, str, list[Path]]:
+               pm: PluginManager) -> tuple[SlimContext, Recipe, bool, str]:
     """Check everything the run will need before the first stage: nothing is written if a check fails."""
     from yoloslim.outputs import check_free_space, check_output_dir, check_writable_folder
 
@@ -240,7 +239,7 @@ def _preflight(model: str | Path, data: str | Path, recipe: str | Path | Recipe,
     for name in dict.fromkeys([split, *(("train", "val") if trains else ())]):
         check_labels(data_dict, name, data)
         check_images(data_dict, name, data, sample=None if name == split else 64)
-    inputs = [model, Path(data), *([rec.path] if rec.path else []), *_input_files(rec)]
+    inputs = [model, Path(data), *([rec.path] if rec.path else []), *input_files(rec)]
     if out is not None:
         check_output_dir(out, inputs)
     else:
@@ -254,7 +253,7 @@ def _preflight(model: str | Path, data: str | Path, recipe: str | Path | Recipe,
         ctx.stage = stage
         pm.call("yoloslim_check_stage", stage=stage, ctx=ctx)
     ctx.stage = None
-    return ctx, rec, has_labels(data_dict, split), split, inputs
+    return ctx, rec, has_labels(data_dict, split), split
 
 
 def _run(model: Path, data: str | Path, rec: Recipe, ctx: SlimContext, run_dir: Path, split: str, labelled: bool,

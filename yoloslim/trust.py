@@ -34,7 +34,6 @@ ENV_VAR = "YOLOSLIM_TRUST_CHECKPOINTS"
 OPT_IN = f"--trust-checkpoint (API: trust=True, or {ENV_VAR}=1)"
 
 _SCOPE: contextvars.ContextVar[bool | None] = contextvars.ContextVar("yoloslim_trust", default=None)
-_REGISTERED: set[str] = set()
 
 
 def trusted(trust: bool | None = None) -> bool:
@@ -55,7 +54,7 @@ def trusted(trust: bool | None = None) -> bool:
 def allow_plugin_classes(plugins: Any = None) -> list[type]:
     """Add the classes the loaded plugins declare (``yoloslim_checkpoint_classes``) to torch's safe globals.
 
-    torch's allowlist is process-wide, so Ultralytics' own restricted loads accept them too. Idempotent.
+    torch's allowlist is a process-wide set, so Ultralytics' own restricted loads accept them too. Idempotent.
 
     Returns:
         The classes declared.
@@ -65,10 +64,8 @@ def allow_plugin_classes(plugins: Any = None) -> list[type]:
 
         plugins = get_plugin_manager()
     classes = [c for group in plugins.call("yoloslim_checkpoint_classes") or [] for c in group or []]
-    new = [c for c in classes if f"{c.__module__}.{c.__qualname__}" not in _REGISTERED]
-    if new:
-        torch.serialization.add_safe_globals(new)
-        _REGISTERED.update(f"{c.__module__}.{c.__qualname__}" for c in new)
+    if classes:
+        torch.serialization.add_safe_globals(classes)
     return classes
 
 
