@@ -6,17 +6,97 @@ Python API (mirrors the CLI)::
     result = yoloslim.compress("best.pt", data="data.yaml", recipe="recipes/demo.yaml")
     rows = yoloslim.measure(["best.pt", "best.onnx"], data="data.yaml")
 
-Plugins implement the hooks in :mod:`yoloslim.hookspecs`, marked with :data:`yoloslim.hookimpl`.
+This module is the whole public surface: a plugin imports what it needs from ``yoloslim`` (and its tests from
+``yoloslim.testing``), never from the modules behind it, which may move between releases. Plugins implement the
+hooks in :mod:`yoloslim.hookspecs`, marked with :data:`hookimpl`; ``docs/writing-a-plugin.md`` walks through one.
+
+Names are imported on first use, so ``import yoloslim`` stays cheap (no torch, no Ultralytics).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from yoloslim.hookspecs import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "compress", "hookimpl", "measure"]
+
+# Public name -> (module, attribute) it is read from on first use.
+_PUBLIC: dict[str, tuple[str, str]] = {
+    # The plugin contract: stage types and their options, the run context, errors.
+    "StageType": ("yoloslim.recipe", "StageType"),
+    "Stage": ("yoloslim.recipe", "Stage"),
+    "option": ("yoloslim.recipe", "option"),
+    "REQUIRED": ("yoloslim.recipe", "REQUIRED"),
+    "SlimContext": ("yoloslim.context", "SlimContext"),
+    "YoloslimError": ("yoloslim.errors", "YoloslimError"),
+    "RecipeError": ("yoloslim.errors", "RecipeError"),
+    "ModelError": ("yoloslim.errors", "ModelError"),
+    "DataError": ("yoloslim.errors", "DataError"),
+    "ExportError": ("yoloslim.errors", "ExportError"),
+    "PluginError": ("yoloslim.errors", "PluginError"),
+    # Checkpoints and files.
+    "load_checkpoint": ("yoloslim.model_io", "load_checkpoint"),
+    "save_checkpoint": ("yoloslim.checkpoint", "save_checkpoint"),
+    "atomic_write_bytes": ("yoloslim.checkpoint", "atomic_write_bytes"),
+    "atomic_write_text": ("yoloslim.checkpoint", "atomic_write_text"),
+    "atomic_write_json": ("yoloslim.checkpoint", "atomic_write_json"),
+    "atomic_copy": ("yoloslim.checkpoint", "atomic_copy"),
+    "pid_alive": ("yoloslim.checkpoint", "pid_alive"),
+    # Datasets.
+    "check_dataset": ("yoloslim.model_io", "check_dataset"),
+    "split_images": ("yoloslim.model_io", "split_images"),
+    "has_labels": ("yoloslim.model_io", "has_labels"),
+    # Model inputs, counting, timing, accuracy and agreement (the measurement harness's parts).
+    "model_input": ("yoloslim.measure", "latency_image"),
+    "torch_counts": ("yoloslim.measure", "torch_counts"),
+    "time_onnx": ("yoloslim.measure", "time_onnx"),
+    "validate": ("yoloslim.measure", "validate"),
+    "model_nc": ("yoloslim.measure", "model_nc"),
+    "onnx_class_count": ("yoloslim.measure", "onnx_class_count"),
+    "Measurement": ("yoloslim.measure", "Measurement"),
+    "compare_detections": ("yoloslim.agreement", "compare"),
+    "decode_detections": ("yoloslim.detections", "decode"),
+    "is_end2end": ("yoloslim.detections", "is_end2end"),
+    # Interrupts (SIGINT/SIGTERM) around work that swallows KeyboardInterrupt.
+    "handled_signals": ("yoloslim.signals", "handled"),
+}
+
+__all__ = ["__version__", "compress", "hookimpl", "measure", *_PUBLIC]
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on first use
+    from yoloslim.agreement import compare as compare_detections  # noqa: F401
+    from yoloslim.checkpoint import (  # noqa: F401
+        atomic_copy,
+        atomic_write_bytes,
+        atomic_write_json,
+        atomic_write_text,
+        pid_alive,
+        save_checkpoint,
+    )
+    from yoloslim.context import SlimContext  # noqa: F401
+    from yoloslim.detections import decode as decode_detections  # noqa: F401
+    from yoloslim.detections import is_end2end  # noqa: F401
+    from yoloslim.errors import DataError, ExportError, ModelError, PluginError, RecipeError, YoloslimError  # noqa: F401
+    from yoloslim.measure import Measurement, model_nc, onnx_class_count, time_onnx, torch_counts, validate  # noqa: F401
+    from yoloslim.measure import latency_image as model_input  # noqa: F401
+    from yoloslim.model_io import check_dataset, has_labels, load_checkpoint, split_images  # noqa: F401
+    from yoloslim.recipe import REQUIRED, Stage, StageType, option  # noqa: F401
+    from yoloslim.signals import handled as handled_signals  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    target = _PUBLIC.get(name)
+    if target is None:
+        raise AttributeError(f"module 'yoloslim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(target[0]), target[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
 
 
 def compress(model: Any, data: Any, recipe: Any, **kwargs: Any) -> Any:

@@ -299,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
     fps = 0.0
     busy = 0.0  # seconds spent in the detector (preprocess, inference, decode)
     status = 0
-    from yoloslim.errors import DataError
+    from yoloslim import DataError
 
     try:
         try:
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: one line and a non-zero exit on bad input."""
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = parse_args(argv)
-    from yoloslim.errors import YoloslimError
+    from yoloslim import YoloslimError
 
     def terminate(signum: int, frame: Any) -> None:
         raise Terminated()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from yoloslim.errors import ModelError
+from yoloslim import ModelError
 
 from yoloslim_deploy.metadata import ModelMeta, read_metadata
 
@@ -50,7 +50,7 @@ class TorchBackend:
                  trust: bool | None = None):
         import torch
 
-        from yoloslim.model_io import load_checkpoint
+        from yoloslim import load_checkpoint
 
         model, ckpt = load_checkpoint(path, trust=trust)
         if hasattr(model, "end2end"):  # before fusing: fuse() drops the branch that is not selected

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from yoloslim.detections import decode, is_end2end
-from yoloslim.errors import DataError, ModelError
+from yoloslim import decode_detections, is_end2end
+from yoloslim import DataError, ModelError
 
 from yoloslim_deploy.backends import open_backend
 
@@ -229,7 +229,7 @@ class Detector:
         from ultralytics.utils import ops
 
         results = []
-        for pred, shape in zip(decode(raw, len(self.names), self.conf, self.iou, self.max_det, self.end2end), shapes):
+        for pred, shape in zip(decode_detections(raw, len(self.names), self.conf, self.iou, self.max_det, self.end2end), shapes):
             boxes = ops.scale_boxes((self.imgsz, self.imgsz), torch.from_numpy(pred[:, :4].copy()), shape)
             results.append(Detections(xyxy=boxes.numpy().astype(np.float32), conf=pred[:, 4].copy(),
                                       cls=pred[:, 5].round().astype(np.int64), names=self.names, shape=shape))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yoloslim.errors import ModelError
+from yoloslim import ModelError
 
 YOLOSLIM_KEY = "yoloslim"
 

@@ -22,7 +22,7 @@ into that folder) and renames the checked file into place, so a failure leaves n
 
 Ultralytics' ``check_requirements``, which its ONNX exporter calls, is wrapped in its ``TryExcept``, whose
 ``__exit__`` swallows every exception, ``KeyboardInterrupt`` included; the adapter notices an interrupt that was
-swallowed there and raises it again once Ultralytics' exporter returns (:func:`yoloslim.signals.handled`).
+swallowed there and raises it again once Ultralytics' exporter returns (:func:`yoloslim.handled_signals`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from yoloslim import hookimpl, signals
-from yoloslim.errors import ExportError
+from yoloslim import handled_signals, hookimpl
+from yoloslim import ExportError
 
 from yoloslim_deploy.metadata import YOLOSLIM_KEY
 from yoloslim_deploy.parity import compare_outputs, letterboxed_batch, onnx_output, parity_images, torch_reference
@@ -121,7 +121,7 @@ def _toposort(model: Any) -> None:
 
 def _provenance(checkpoint: Path, ctx: Any) -> dict[str, Any]:
     """What made the checkpoint: the recipe and stage of this run, and what the checkpoint itself records."""
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim import load_checkpoint
 
     _, ckpt = load_checkpoint(checkpoint)
     info: dict[str, Any] = {"source": Path(checkpoint).name, "checkpoint": ckpt.get("yoloslim") or {}}
@@ -178,7 +178,7 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
         src = Path(tmp) / checkpoint.name
         shutil.copyfile(checkpoint, src)
         try:
-            with signals.handled():
+            with handled_signals():
                 written = YOLO(str(src), task="detect").export(**kwargs)
         except Exception as e:
             raise ExportError(f"ONNX export of '{checkpoint}' failed: {type(e).__name__}: {_first_line(e)}") from e

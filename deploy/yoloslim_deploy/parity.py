@@ -109,7 +109,7 @@ def parity_images(data: str | Path | None, count: int = 4, split: str = "val") -
     """Pick up to ``count`` real images from a dataset's split, or ``[None]`` (a fixed synthetic image) without one."""
     if data is None:
         return [None]
-    from yoloslim.model_io import check_dataset, split_images
+    from yoloslim import check_dataset, split_images
 
     dataset = check_dataset(data)
     split = split if dataset.get(split) else ("val" if dataset.get("val") else "train")
@@ -123,10 +123,10 @@ def letterboxed_batch(images: Sequence[Path | None], imgsz: int, batch: int) -> 
     Images are cycled to fill the last batch; the measurement harness's preprocessing is used so the
     check sees what measurement sees.
     """
-    from yoloslim.measure import latency_image
+    from yoloslim import model_input
 
     count = -(-len(images) // batch) * batch
-    frames = [latency_image(imgsz, images[i % len(images)]) for i in range(count)]
+    frames = [model_input(imgsz, images[i % len(images)]) for i in range(count)]
     return np.concatenate(frames, axis=0)
 
 
@@ -142,7 +142,7 @@ def torch_reference(checkpoint: str | Path, x: np.ndarray, end2end: bool = False
     """
     import torch
 
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim import load_checkpoint
 
     model, _ = load_checkpoint(checkpoint)
     if hasattr(model, "end2end"):  # before fusing: fuse() drops the branch that is not selected

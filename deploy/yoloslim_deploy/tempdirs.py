@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from yoloslim.checkpoint import pid_alive
+from yoloslim import pid_alive
 
 LOGGER = logging.getLogger("yoloslim.deploy")
 

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from yoloslim import hookimpl
-from yoloslim.checkpoint import atomic_write_bytes, atomic_write_text
-from yoloslim.errors import ExportError
+from yoloslim import atomic_write_bytes, atomic_write_text
+from yoloslim import ExportError
 
 from yoloslim_deploy.metadata import YOLOSLIM_KEY, engine_bytes_with_header, onnx_metadata
 from yoloslim_deploy.onnx_adapter import check_nms_option
@@ -70,7 +70,7 @@ def _calibrator(trt: Any, images: list[Path], imgsz: int, batch: int, cache: Pat
     """An ``IInt8EntropyCalibrator2`` feeding letterboxed dataset images from GPU memory."""
     import torch
 
-    from yoloslim.measure import latency_image
+    from yoloslim import model_input
 
     class Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
@@ -84,7 +84,7 @@ def _calibrator(trt: Any, images: list[Path], imgsz: int, batch: int, cache: Pat
         def get_batch(self, names: list[str]) -> list[int] | None:
             if not self.batches:
                 return None
-            x = np.concatenate([latency_image(imgsz, p) for p in self.batches.pop(0)])
+            x = np.concatenate([model_input(imgsz, p) for p in self.batches.pop(0)])
             self.current = torch.from_numpy(x).cuda().contiguous()
             return [int(self.current.data_ptr())]
 
@@ -231,7 +231,7 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
             if data is None:
                 raise ExportError("INT8 TensorRT export needs calibration images; pass data=DATA.yaml or export an "
                                   "explicitly quantized (Q/DQ) ONNX")
-            from yoloslim.model_io import check_dataset, split_images
+            from yoloslim import check_dataset, split_images
 
             dataset = check_dataset(data)
             calib = split_images(dataset, "train")[: int(opts.get("calib_images") or 64)]

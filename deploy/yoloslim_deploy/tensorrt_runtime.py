@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from yoloslim.errors import ModelError, YoloslimError
+from yoloslim import ModelError, YoloslimError
 
 from yoloslim_deploy.metadata import engine_header, from_ultralytics
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from yoloslim import hookimpl
-from yoloslim.errors import ExportError
+from yoloslim import ExportError
 from yoloslim.recipe import Option, StageType
 
 _SUFFIX = {"onnx": ".onnx", "engine": ".engine", "tensorrt": ".engine", "torchscript": ".torchscript"}

@@ -7,7 +7,7 @@ stage in which other plugins' training hooks (extra loss terms, schedules) act.
 from __future__ import annotations
 
 from yoloslim import hookimpl
-from yoloslim.recipe import StageType
+from yoloslim import StageType
 
 
 @hookimpl

@@ -3,7 +3,7 @@
 The recipe stage ``distill`` and the command ``yoloslim distill`` come from :mod:`yoloslim_distill.plugin`.
 The pieces work on their own as well::
 
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim import load_checkpoint
     from yoloslim_distill import Distiller, Teacher, parse_options
 
     student, _ = load_checkpoint("student.pt")

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from yoloslim.errors import ModelError
+from yoloslim import ModelError
 
 from . import losses
 from .adapters import build_adapters, head_info, head_outputs, one2one_outputs

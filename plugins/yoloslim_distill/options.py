@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from yoloslim.errors import RecipeError
+from yoloslim import RecipeError
 from yoloslim.recipe import REQUIRED, Option, StageType
 
 METHODS = ("logit", "ld", "cwd", "mgd", "sl2")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from yoloslim.errors import ModelError, RecipeError
+from yoloslim import ModelError, RecipeError
 
 from .adapters import HeadInfo
 from .options import DistillOptions

@@ -21,7 +21,7 @@ from torch import nn
 from ultralytics.utils.torch_utils import unwrap_model
 
 from yoloslim import hookimpl
-from yoloslim.recipe import StageType
+from yoloslim import StageType
 
 from .adapters import head_info
 from .distiller import Distiller

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from yoloslim.errors import DataError, ModelError
+from yoloslim import DataError, ModelError
 
 from .adapters import head_outputs, one2one_outputs
 
@@ -45,7 +45,7 @@ def check_teacher(path: str | Path, data: str | Path | None, where: str = "stage
         ModelError: If the file is missing, is not a loadable checkpoint, or holds a model of another task.
         DataError: If its class names are not the dataset's, in the same order.
     """
-    from yoloslim.model_io import check_dataset, load_checkpoint
+    from yoloslim import check_dataset, load_checkpoint
 
     if not Path(path).is_file():
         raise ModelError(f"{where}: teacher '{path}' not found; set 'teacher' to an existing Ultralytics detection "
@@ -96,7 +96,7 @@ class Teacher:
     @classmethod
     def load(cls, path: str | Path, precision: str = "auto") -> Teacher:
         """Load the teacher checkpoint at ``path`` with yoloslim's checkpoint loader (clear errors, no download)."""
-        from yoloslim.model_io import load_checkpoint
+        from yoloslim import load_checkpoint
 
         model, _ = load_checkpoint(path)
         return cls(model, path, precision)

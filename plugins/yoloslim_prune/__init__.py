@@ -3,7 +3,7 @@
 The recipe stage ``prune`` and the command ``yoloslim prune`` come from :mod:`yoloslim_prune.plugin`. The
 functions below work on a loaded ``DetectionModel`` directly::
 
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim import load_checkpoint
     from yoloslim_prune import prune_channels
 
     model, _ = load_checkpoint("best.pt")

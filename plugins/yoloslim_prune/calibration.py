@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from yoloslim.model_io import check_dataset
+from yoloslim import check_dataset
 
 LOGGER = logging.getLogger("yoloslim.plugin.prune")
 

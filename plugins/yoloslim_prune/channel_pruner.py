@@ -20,8 +20,8 @@ from torch import nn
 from ultralytics.nn.modules import C2PSA, C3, DFL, SPPF, Bottleneck, C2f, Concat, Conv, Detect, DWConv
 from ultralytics.nn.modules.block import C3k, Attention, PSABlock
 
-from yoloslim.errors import ModelError, RecipeError
-from yoloslim.measure import torch_counts
+from yoloslim import ModelError, RecipeError
+from yoloslim import torch_counts
 
 from .modules import SplitC2f, SplitC2PSA, make_prunable
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from ultralytics.nn.modules import C2f
 
-from yoloslim.errors import ModelError, RecipeError
+from yoloslim import ModelError, RecipeError
 
 from .channel_pruner import example_size, gflops
 from .modules import SplitC2f

@@ -24,8 +24,8 @@ from torch import nn
 from ultralytics.utils.torch_utils import unwrap_model
 
 from yoloslim import hookimpl
-from yoloslim.errors import DataError
-from yoloslim.recipe import StageType
+from yoloslim import DataError
+from yoloslim import StageType
 
 from .magnitude import apply_masks, cubic_sparsity, magnitude_masks, masks_from_zeros, sparsity
 from .options import STAGE_TYPE, parse_options
@@ -72,7 +72,7 @@ def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
     if ctx.data is None:
         raise DataError(f"{where}: importance '{opts.importance}' ranks by the detection loss on training images; "
                         "pass --data, or set 'importance' to l1, l2 or bn")
-    from yoloslim.model_io import check_dataset, has_labels
+    from yoloslim import check_dataset, has_labels
 
     if not has_labels(check_dataset(ctx.data), "train"):
         raise DataError(f"{where}: importance '{opts.importance}' ranks by the detection loss on labelled training "

@@ -44,8 +44,8 @@ def prune_model(model: nn.Module, opts: PruneOptions, ctx: Any, stage: Any) -> n
 
     The last round's pruned model is returned; the core fine-tunes it (``stage.epochs``) as for any stage.
     """
-    from yoloslim.checkpoint import save_checkpoint
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim import save_checkpoint
+    from yoloslim import load_checkpoint
     from yoloslim.pipeline import finetune
 
     imgsz = ctx.imgsz

@@ -18,7 +18,7 @@ def _onnx_weights(path: Path) -> list[np.ndarray]:
 
 
 def _pt_weights(path: Path) -> list[np.ndarray]:
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim import load_checkpoint
 
     from .magnitude import prunable_weights
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from yoloslim.errors import DataError
+from yoloslim import DataError
 
 
 def split_to_calibrate_on(data: str | Path, split: str, where: str = "") -> list[Path]:
@@ -22,7 +22,7 @@ def split_to_calibrate_on(data: str | Path, split: str, where: str = "") -> list
         DataError: Naming ``calib_split`` and the splits the dataset has, if it has no such split or the split holds
             no images.
     """
-    from yoloslim.model_io import check_dataset, split_images
+    from yoloslim import check_dataset, split_images
 
     dataset = check_dataset(data)
     prefix = f"{where}: " if where else ""
@@ -52,9 +52,9 @@ def calibration_images(data: str | Path, split: str = "train", count: int = 64) 
 
 def load_batch(images: list[Path], imgsz: int) -> np.ndarray:
     """Letterbox ``images`` to ``imgsz`` (the harness's preprocessing) and stack them, float32 NCHW RGB in [0, 1]."""
-    from yoloslim.measure import latency_image
+    from yoloslim import model_input
 
-    return np.concatenate([latency_image(imgsz, p) for p in images], axis=0)
+    return np.concatenate([model_input(imgsz, p) for p in images], axis=0)
 
 
 class ImageReader(CalibrationDataReader):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from yoloslim.errors import RecipeError
+from yoloslim import RecipeError
 from yoloslim.recipe import Option, StageType
 
 from .ptq import METHODS, PRECISIONS, TARGETS

@@ -19,8 +19,8 @@ from typing import Any
 from torch import nn
 
 from yoloslim import hookimpl
-from yoloslim.errors import DataError, ExportError
-from yoloslim.recipe import StageType
+from yoloslim import DataError, ExportError
+from yoloslim import StageType
 
 from .options import STAGE_TYPE, parse_options
 

@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from yoloslim.errors import ExportError
+from yoloslim import ExportError
 
 from .calibration import ImageReader
 from .graph import (YOLOSLIM_KEY, decode_nodes, metadata, name_nodes, quantizable_layers, rewrite_dfl, set_metadata,

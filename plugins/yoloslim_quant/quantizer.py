@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from yoloslim.checkpoint import atomic_write_json
-from yoloslim.errors import DataError, ExportError
+from yoloslim import atomic_write_json
+from yoloslim import DataError, ExportError
 
 from .calibration import calibration_images, load_batch
 from .options import QuantOptions
@@ -39,9 +39,9 @@ def detection_agreement(reference: np.ndarray, candidate: np.ndarray, nc: int) -
     Returns:
         ``{"f1", "map50_95", "map50", "precision", "recall", "reference_boxes", "candidate_boxes", "images"}``.
     """
-    from yoloslim.agreement import compare
+    from yoloslim import compare_detections
 
-    agreement = compare(reference, candidate, nc).to_dict()
+    agreement = compare_detections(reference, candidate, nc).to_dict()
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in agreement.items()}
 
 
@@ -52,7 +52,7 @@ def check_images(data: str, split: str, used: list[Path], count: int) -> tuple[l
         ``(images, what)`` where ``what`` says which they are (recorded in the metadata), e.g. "'train' images not
         used for calibration".
     """
-    from yoloslim.model_io import check_dataset, split_images
+    from yoloslim import check_dataset, split_images
 
     taken = set(used)
     rest = [p for p in split_images(check_dataset(data), split) if p not in taken]
@@ -63,7 +63,7 @@ def check_images(data: str, split: str, used: list[Path], count: int) -> tuple[l
 
 
 def _nc(fp32: Path) -> int:
-    from yoloslim.measure import model_nc
+    from yoloslim import model_nc
 
     nc = model_nc(Path(fp32))
     if nc is None:
@@ -77,8 +77,8 @@ def _map_evaluator(data: str, imgsz: int, fp32: Path, nc: int, images: list[Path
     Returns:
         ``(evaluate, what)``: ``evaluate(path) -> score in [0, 1]`` and a description for the metadata.
     """
-    from yoloslim.measure import validate
-    from yoloslim.model_io import check_dataset, has_labels
+    from yoloslim import validate
+    from yoloslim import check_dataset, has_labels
 
     dataset = check_dataset(data)
     split = "val" if dataset.get("val") else "train"
@@ -105,7 +105,7 @@ def run_qat(checkpoint: Path, opts: QuantOptions, stage: Any, ctx: Any, calib: n
     """
     import torch
 
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim import load_checkpoint
     from yoloslim.pipeline import finetune
 
     from . import qat
@@ -161,7 +161,7 @@ def quantize_checkpoint(checkpoint: str | Path, out: str | Path, opts: QuantOpti
             raise ExportError("mode 'qat' runs inside a recipe stage (it fine-tunes); use 'yoloslim quantize'")
         checkpoint = run_qat(checkpoint, opts, stage, ctx, calib)
         info["qat"] = {"epochs": opts.epochs, "ranges": opts.qat_ranges, "checkpoint": str(checkpoint)}
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim import load_checkpoint
 
     # A QAT checkpoint (this stage's, or one trained earlier) carries its activation ranges: use them.
     qat_model = load_checkpoint(checkpoint)[0]
@@ -187,7 +187,7 @@ def quantize_checkpoint(checkpoint: str | Path, out: str | Path, opts: QuantOpti
     held, held_what = check_images(ctx.data, opts.calib_split, calib_paths, MIXED_IMAGES)
     nc = _nc(fp32)
     if opts.mode == "mixed":
-        from yoloslim.measure import time_onnx
+        from yoloslim import time_onnx
 
         from .sensitivity import layer_sensitivity, search_mixed
 

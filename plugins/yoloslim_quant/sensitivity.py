@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from yoloslim.measure import onnx_class_count
+from yoloslim import onnx_class_count
 
 from .graph import quantizable_layers
 from .ptq import QuantConfig, policy_float_layers, prepare, quantize_graph, run_onnx
@@ -41,12 +41,12 @@ def output_error(reference: np.ndarray, candidate: np.ndarray, imgsz: int, nc: i
     any score change) the error is ``1 -`` the candidate's agreement mAP50-95 with the reference
     (:mod:`yoloslim.agreement`, reference boxes at conf 0.25).
     """
-    from yoloslim.detections import is_end2end
+    from yoloslim import is_end2end
 
     if nc is not None and is_end2end(reference.shape, nc):
-        from yoloslim.agreement import compare
+        from yoloslim import compare_detections
 
-        return 1.0 - compare(reference, candidate, nc).map50_95
+        return 1.0 - compare_detections(reference, candidate, nc).map50_95
     weight = reference[:, 4:].max(axis=1) + 1e-6  # (N, anchors)
     box = np.abs(reference[:, :4] - candidate[:, :4]).sum(axis=1) / imgsz
     cls = np.abs(reference[:, 4:] - candidate[:, 4:]).sum(axis=1)
