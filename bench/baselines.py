@@ -31,23 +31,31 @@ def main() -> None:
     rows = []
     for name, ckpt in models.items():
         rows += [(f"{name} pt", ckpt), (f"{name} onnx", export_onnx(ckpt, train_size, work))]
-    sections[f"accuracy on test @ {train_size}"] = measure_rows(rows, data, imgsz=train_size, split="test",
-                                                                latency=False)
+    sections[f"accuracy on test @ {train_size}"] = measure_rows(
+        rows, data, imgsz=train_size, split="test", latency=False
+    )
     for imgsz in (320, 640):
         onnx = [(f"{name} onnx", export_onnx(ckpt, imgsz, work)) for name, ckpt in models.items()]
         for threads in (1, 2):
             sections[f"FP32 ONNX latency @ {imgsz}, {threads} thread(s)"] = measure_rows(
-                onnx, None, imgsz=imgsz, accuracy=False, threads=threads, runs=a.runs, warmup=20)
+                onnx, None, imgsz=imgsz, accuracy=False, threads=threads, runs=a.runs, warmup=20
+            )
 
     acc = {m.name: m for m in sections[f"accuracy on test @ {train_size}"]}
     gap = acc["teacher pt"].map50_95 - acc["student pt"].map50_95
-    notes = [f"teacher - student mAP50-95 on test: {gap * 100:+.1f} points",
-             "pt vs onnx mAP50-95 difference: " + ", ".join(
-                 f"{n} {abs(acc[f'{n} pt'].map50_95 - acc[f'{n} onnx'].map50_95):.4f}" for n in models),
-             "latency: batch 1, one real test image letterboxed, warm-up then timed runs, "
-             "models of one table interleaved round-robin"]
-    js, md = write_results("baselines", sections, {"dataset": str(data.parent.name), "train_imgsz": train_size,
-                                                   "teacher": TEACHER.name, "student": STUDENT.name}, notes)
+    notes = [
+        f"teacher - student mAP50-95 on test: {gap * 100:+.1f} points",
+        "pt vs onnx mAP50-95 difference: "
+        + ", ".join(f"{n} {abs(acc[f'{n} pt'].map50_95 - acc[f'{n} onnx'].map50_95):.4f}" for n in models),
+        "latency: batch 1, one real test image letterboxed, warm-up then timed runs, "
+        "models of one table interleaved round-robin",
+    ]
+    js, md = write_results(
+        "baselines",
+        sections,
+        {"dataset": str(data.parent.name), "train_imgsz": train_size, "teacher": TEACHER.name, "student": STUDENT.name},
+        notes,
+    )
     print(md.read_text())
 
 

@@ -45,7 +45,7 @@ from typing import Any
 
 from runner import RESULTS, ROOT, STUDENT, TEACHER, WORK, bundled_data, setup_logging
 
-from yoloslim.checkpoint import atomic_write_json, atomic_write_text
+from yoloslim.files import atomic_write_json, atomic_write_text
 
 LOGGER = logging.getLogger("yoloslim.bench.distill")
 
@@ -64,17 +64,39 @@ ROWS: dict[str, dict[str, Any]] = {
     "pruned-ft": {"kind": "pruned", "method": None},
     "pruned-distill": {"kind": "pruned", "method": BEST},
 }
-PRUNE = {"method": "channel", "target_macs": 0.5, "importance": "taylor", "global_pruning": True, "round_to": 8,
-         "max_layer_ratio": 0.75}  # recipes/demo.yaml's prune stage
+PRUNE = {
+    "method": "channel",
+    "target_macs": 0.5,
+    "importance": "taylor",
+    "global_pruning": True,
+    "round_to": 8,
+    "max_layer_ratio": 0.75,
+}  # recipes/demo.yaml's prune stage
 PRUNED_LR0 = 0.0005  # as the demo recipe: the pruned student starts from trained weights
 
 
 def train_args(a: argparse.Namespace, seed: int) -> dict[str, Any]:
     """Ultralytics arguments shared by every row (the bundled baselines' recipe, see weights/README.md)."""
-    return {"epochs": a.epochs, "imgsz": a.imgsz, "batch": 8, "nbs": 8, "optimizer": "AdamW", "lr0": 0.001,
-            "cos_lr": True, "mosaic": 0.0, "close_mosaic": 0, "fraction": a.fraction, "seed": seed,
-            "deterministic": True, "workers": 0, "plots": False, "val": False, "amp": False, "device": "cpu",
-            "warmup_epochs": a.warmup}
+    return {
+        "epochs": a.epochs,
+        "imgsz": a.imgsz,
+        "batch": 8,
+        "nbs": 8,
+        "optimizer": "AdamW",
+        "lr0": 0.001,
+        "cos_lr": True,
+        "mosaic": 0.0,
+        "close_mosaic": 0,
+        "fraction": a.fraction,
+        "seed": seed,
+        "deterministic": True,
+        "workers": 0,
+        "plots": False,
+        "val": False,
+        "amp": False,
+        "device": "cpu",
+        "warmup_epochs": a.warmup,
+    }
 
 
 class EpochTimer:
@@ -123,7 +145,7 @@ def build_trainer(a: argparse.Namespace, row: str, seed: int, work: Path, **over
     stage = None
     model = None
     if spec["kind"] == "pruned":
-        from yoloslim.model_io import load_checkpoint
+        from yoloslim.checkpoint import load_checkpoint
 
         model, _ = load_checkpoint(WORK / a.name / "pruned.pt")
         overrides.update(model=str(WORK / a.name / "pruned.pt"), lr0=PRUNED_LR0)
@@ -133,13 +155,23 @@ def build_trainer(a: argparse.Namespace, row: str, seed: int, work: Path, **over
         overrides["distill_model"] = teacher
     overrides.update(override)
     if spec.get("method"):
-        options = {"teacher": teacher, "method": spec["method"], **({"weights": spec["weights"]} if spec.get("weights")
-                                                                   else {})}
-        recipe = parse_recipe({"stages": [{"type": "distill", **options, "epochs": overrides["epochs"]}]},
-                              pm.stage_types())
+        options = {
+            "teacher": teacher,
+            "method": spec["method"],
+            **({"weights": spec["weights"]} if spec.get("weights") else {}),
+        }
+        recipe = parse_recipe(
+            {"stages": [{"type": "distill", **options, "epochs": overrides["epochs"]}]}, pm.stage_types()
+        )
         stage = recipe.stages[0]
-    ctx = SlimContext(run_dir=work.resolve(), data=str(data.resolve()), imgsz=a.imgsz, stage=stage,
-                      stage_dir=work.resolve(), plugins=pm)
+    ctx = SlimContext(
+        run_dir=work.resolve(),
+        data=str(data.resolve()),
+        imgsz=a.imgsz,
+        stage=stage,
+        stage_dir=work.resolve(),
+        plugins=pm,
+    )
     if stage is not None and model is not None:
         model = pm.call("yoloslim_transform_model", model=model, stage=stage, ctx=ctx) or model
     trainer = SlimTrainer(overrides=overrides, model=model, ctx=ctx)
@@ -153,7 +185,7 @@ def run_job(a: argparse.Namespace, row: str, seed: int) -> dict[str, Any]:
     """Train one (row, seed) and measure its test mAP; returns the result record."""
     import torch
 
-    from yoloslim.measure import measure
+    from yoloslim.measurement import measure
 
     spec = ROWS[row]
     data = Path(a.data)
@@ -171,14 +203,22 @@ def run_job(a: argparse.Namespace, row: str, seed: int) -> dict[str, Any]:
     header = [h.strip() for h in csv_rows[0].split(",")]
     last = dict(zip(header, (v.strip() for v in csv_rows[-1].split(","))))
     return {
-        "row": row, "seed": seed, "kind": spec["kind"], "method": spec.get("method"),
-        "test_map50_95": m.map50_95, "test_map50": m.map50,
+        "row": row,
+        "seed": seed,
+        "kind": spec["kind"],
+        "method": spec.get("method"),
+        "test_map50_95": m.map50_95,
+        "test_map50": m.map50,
         "val_map50_95_final": float(last.get("metrics/mAP50-95(B)", "nan")),
-        "train_s_per_epoch": statistics.mean(timer.train), "train_s_epochs": [round(t, 2) for t in timer.train],
+        "train_s_per_epoch": statistics.mean(timer.train),
+        "train_s_epochs": [round(t, 2) for t in timer.train],
         "val_s": statistics.mean(timer.val) if timer.val else None,
-        "wall_s": round(wall, 1), "params": m.params, "gflops": m.gflops,
+        "wall_s": round(wall, 1),
+        "params": m.params,
+        "gflops": m.gflops,
         "loss_columns": [h for h in header if h.startswith("train/")],
-        "checkpoint": str(trainer.last), "threads": a.threads,
+        "checkpoint": str(trainer.last),
+        "threads": a.threads,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
@@ -206,9 +246,15 @@ def run_timing(a: argparse.Namespace, rows: list[str], rounds: int, fraction: fl
             LOGGER.info("timing round %d %s: %.1f s for %d images", k + 1, row, timer.train[0], images)
     med = {r: statistics.median(v) for r, v in seconds.items()}
     ref = med.get("no-distill")
-    payload = {"rounds": rounds, "images_per_epoch": images, "threads": a.threads, "seconds": seconds,
-               "median_s": med, "ratio_vs_no_distill": {r: v / ref for r, v in med.items()} if ref else None,
-               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    payload = {
+        "rounds": rounds,
+        "images_per_epoch": images,
+        "threads": a.threads,
+        "seconds": seconds,
+        "median_s": med,
+        "ratio_vs_no_distill": {r: v / ref for r, v in med.items()} if ref else None,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
     atomic_write_json(WORK / a.name / "timing.json", payload)
     return payload
 
@@ -233,8 +279,14 @@ def prepare(a: argparse.Namespace, rows: list[str]) -> None:
         shutil.copy2(a.student, student)
         pm = get_plugin_manager()
         st = parse_recipe({"stages": [{"type": "prune", **PRUNE, "epochs": 0}]}, pm.stage_types()).stages[0]
-        ctx = SlimContext(run_dir=base.resolve(), data=str(Path(a.data).resolve()), imgsz=a.imgsz, stage=st,
-                          stage_dir=(base / "prune").resolve(), plugins=pm)
+        ctx = SlimContext(
+            run_dir=base.resolve(),
+            data=str(Path(a.data).resolve()),
+            imgsz=a.imgsz,
+            stage=st,
+            stage_dir=(base / "prune").resolve(),
+            plugins=pm,
+        )
         shutil.copy2(run_stage(st, student, ctx), base / "pruned.pt")
 
 
@@ -259,58 +311,102 @@ def summarize(a: argparse.Namespace, rows: list[str], seeds: list[int]) -> None:
         train_s = statistics.mean(d["train_s_per_epoch"] for d in done)
         vals = [d["val_s"] for d in done if d["val_s"] is not None]
         results[row] = {
-            "seeds": [d["seed"] for d in done], "test_map50_95": maps,
-            "mean": statistics.mean(maps), "spread": (max(maps) - min(maps)) / 2, "stdev":
-                statistics.stdev(maps) if len(maps) > 1 else None,
+            "seeds": [d["seed"] for d in done],
+            "test_map50_95": maps,
+            "mean": statistics.mean(maps),
+            "spread": (max(maps) - min(maps)) / 2,
+            "stdev": statistics.stdev(maps) if len(maps) > 1 else None,
             "train_s_per_epoch": train_s,
             "train_val_s_per_epoch": train_s + statistics.mean(vals) if vals else None,
-            "method": done[0]["method"], "weights": ROWS[row].get("weights"), "kind": done[0]["kind"], "runs": done,
+            "method": done[0]["method"],
+            "weights": ROWS[row].get("weights"),
+            "kind": done[0]["kind"],
+            "runs": done,
         }
     for r in results.values():
         r["baseline"] = baseline(r["kind"])
         ref = results.get(r["baseline"])
         r["delta_vs_baseline"] = r["mean"] - ref["mean"] if ref else None
         r["time_ratio"] = r["train_s_per_epoch"] / ref["train_s_per_epoch"] if ref else None
-        r["time_ratio_with_val"] = (r["train_val_s_per_epoch"] / ref["train_val_s_per_epoch"]
-                                    if ref and r["train_val_s_per_epoch"] and ref["train_val_s_per_epoch"] else None)
+        r["time_ratio_with_val"] = (
+            r["train_val_s_per_epoch"] / ref["train_val_s_per_epoch"]
+            if ref and r["train_val_s_per_epoch"] and ref["train_val_s_per_epoch"]
+            else None
+        )
     missing = [f"{r}-s{s}" for r in rows for s in seeds if not (base / f"{r}-s{s}" / "result.json").is_file()]
     only_pruned = all(ROWS[r]["kind"] == "pruned" for r in rows)
-    student = (f"{a.student} channel-pruned (recipes/demo.yaml's prune stage)" if only_pruned
-               else "yolov8n.yaml (random init)" + ("" if not any(ROWS[r]["kind"] == "pruned" for r in rows)
-                                                     else f"; pruned rows: {a.student} channel-pruned"))
-    meta = {"student": student, "student_sha256_16": _sha(base / "student.pt") if (base / "student.pt").is_file()
-            else None, "teacher": str(a.teacher), "teacher_sha256_16": _sha(
-        base / "teacher.pt") if (base / "teacher.pt").is_file() else None, "data": str(a.data), "seeds": seeds,
-        "train_args": {k: v for k, v in train_args(a, seeds[0]).items() if k != "seed"}, "threads_per_job": a.threads,
-        "parallel_jobs": a.parallel, "best_combination": BEST, "rows": rows}
+    student = (
+        f"{a.student} channel-pruned (recipes/demo.yaml's prune stage)"
+        if only_pruned
+        else "yolov8n.yaml (random init)"
+        + ("" if not any(ROWS[r]["kind"] == "pruned" for r in rows) else f"; pruned rows: {a.student} channel-pruned")
+    )
+    meta = {
+        "student": student,
+        "student_sha256_16": _sha(base / "student.pt") if (base / "student.pt").is_file() else None,
+        "teacher": str(a.teacher),
+        "teacher_sha256_16": _sha(base / "teacher.pt") if (base / "teacher.pt").is_file() else None,
+        "data": str(a.data),
+        "seeds": seeds,
+        "train_args": {k: v for k, v in train_args(a, seeds[0]).items() if k != "seed"},
+        "threads_per_job": a.threads,
+        "parallel_jobs": a.parallel,
+        "best_combination": BEST,
+        "rows": rows,
+    }
     timing = json.loads((base / "timing.json").read_text()) if (base / "timing.json").is_file() else None
-    payload = {"benchmark": "distill", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **meta,
-               "results": results, "timing_interleaved": timing, "missing": missing, "notes": a.note or []}
+    payload = {
+        "benchmark": "distill",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        **meta,
+        "results": results,
+        "timing_interleaved": timing,
+        "missing": missing,
+        "notes": a.note or [],
+    }
     atomic_write_json(RESULTS / f"{a.name}.json", payload)
 
-    lines = [f"# Benchmark: {a.name}", "", f"Written {payload['date']}. Student: {student}, teacher `{a.teacher}`; "
-             f"data `{a.data}` (fraction {a.fraction} of train), "
-             f"{a.epochs} epochs at {a.imgsz} px, seeds {seeds}, {a.threads} torch thread(s) per job, "
-             f"up to {a.parallel} jobs side by side. Δ (mAP50-95 points) and time ratios are against the row's "
-             "baseline: `no-distill`, or `pruned-ft` for the pruned rows.", "",
-             "| row | method | test mAP50-95 (mean ± half-range) | per seed | baseline | Δ | s/epoch train | "
-             "ratio | s/epoch train+val | ratio |", "|---|---|---:|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Benchmark: {a.name}",
+        "",
+        f"Written {payload['date']}. Student: {student}, teacher `{a.teacher}`; "
+        f"data `{a.data}` (fraction {a.fraction} of train), "
+        f"{a.epochs} epochs at {a.imgsz} px, seeds {seeds}, {a.threads} torch thread(s) per job, "
+        f"up to {a.parallel} jobs side by side. Δ (mAP50-95 points) and time ratios are against the row's "
+        "baseline: `no-distill`, or `pruned-ft` for the pruned rows.",
+        "",
+        "| row | method | test mAP50-95 (mean ± half-range) | per seed | baseline | Δ | s/epoch train | "
+        "ratio | s/epoch train+val | ratio |",
+        "|---|---|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
     for row, r in results.items():
         delta = "-" if r["delta_vs_baseline"] is None else f"{100 * r['delta_vs_baseline']:+.2f}"
         per_seed = ", ".join(f"{m:.4f}" for m in r["test_map50_95"])
+        method = (r["method"] or r["kind"]) + (f" ({r['weights']})" if r["weights"] else "")
         lines.append(
-            f"| {row} | {(r['method'] or r['kind']) + (' (' + r['weights'] + ')' if r['weights'] else '')} | {r['mean']:.4f} ± {r['spread']:.4f} | {per_seed} | {r['baseline']} | {delta} | "
+            f"| {row} | {method} | {r['mean']:.4f} ± {r['spread']:.4f} | {per_seed} | {r['baseline']} | {delta} | "
             f"{r['train_s_per_epoch']:.1f} | {_fmt(r['time_ratio'], 2)} | {_fmt(r['train_val_s_per_epoch'], 1)} | "
-            f"{_fmt(r['time_ratio_with_val'], 2)} |")
-    lines += ["", "Times in this table are wall-clock seconds of the sweep's jobs on a shared 2-core CPU; they depend on "
-              "what ran beside each job (other trainings, tests), so compare training cost with the interleaved table "
-              "below. train+val adds one validation pass of the val split (measured on the final epoch).", ""]
+            f"{_fmt(r['time_ratio_with_val'], 2)} |"
+        )
+    lines += [
+        "",
+        "Times in this table are wall-clock seconds of the sweep's jobs on a shared 2-core CPU; they depend on "
+        "what ran beside each job (other trainings, tests), so compare training cost with the interleaved table "
+        "below. train+val adds one validation pass of the val split (measured on the final epoch).",
+        "",
+    ]
     if timing:
         med = timing["median_s"]
-        lines += ["## Training time, rows interleaved in one process", "",
-                  f"One epoch of {timing['images_per_epoch']} images per row and round, {timing['rounds']} rounds, "
-                  f"{timing['threads']} thread(s), started on an otherwise idle machine; median seconds of the training part "
-                  "(no validation).", "", "| row | s/epoch | baseline | ratio |", "|---|---:|---|---:|"]
+        lines += [
+            "## Training time, rows interleaved in one process",
+            "",
+            f"One epoch of {timing['images_per_epoch']} images per row and round, {timing['rounds']} rounds, "
+            f"{timing['threads']} thread(s), started on an otherwise idle machine; median seconds of the training part "
+            "(no validation).",
+            "",
+            "| row | s/epoch | baseline | ratio |",
+            "|---|---:|---|---:|",
+        ]
         for r, v in med.items():
             ref = baseline(ROWS[r]["kind"]) if r in ROWS else "no-distill"
             lines.append(f"| {r} | {v:.1f} | {ref} | {_fmt(v / med[ref] if med.get(ref) else None, 2)} |")
@@ -326,8 +422,13 @@ def main() -> None:
     """Run the sweep (or one ``--job``) and write bench/results/<name>.{json,md}."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", nargs="+", help=f"rows to run (default: all of {', '.join(ROWS)})")
-    ap.add_argument("--extra", action="append", default=[], metavar="NAME=METHODS[/WEIGHTS]",
-                    help="an extra distill row, e.g. 'strong=logit,cwd/cwd=6' (repeatable; pass it to reruns too)")
+    ap.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=METHODS[/WEIGHTS]",
+        help="an extra distill row, e.g. 'strong=logit,cwd/cwd=6' (repeatable; pass it to reruns too)",
+    )
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--imgsz", type=int, default=192)
@@ -342,8 +443,12 @@ def main() -> None:
     ap.add_argument("--note", action="append", help="a note for the results (repeatable)")
     ap.add_argument("--job", help="run one job ROW:SEED in this process (used by the sweep)")
     ap.add_argument("--summarize", action="store_true", help="only rewrite the results from finished jobs")
-    ap.add_argument("--timing", type=int, metavar="ROUNDS",
-                    help="instead of the sweep: time one epoch of every row in one process, interleaved, ROUNDS times")
+    ap.add_argument(
+        "--timing",
+        type=int,
+        metavar="ROUNDS",
+        help="instead of the sweep: time one epoch of every row in one process, interleaved, ROUNDS times",
+    )
     ap.add_argument("--timing-fraction", type=float, default=0.1, help="fraction of the train split per timing epoch")
     ap.add_argument("--smoke", action="store_true", help="tiny dataset, 1 epoch, 64 px: checks the path only")
     a = ap.parse_args()
@@ -367,8 +472,9 @@ def main() -> None:
         row, seed = a.job.rsplit(":", 1)
         result = run_job(a, row, int(seed))
         atomic_write_json(WORK / a.name / f"{row}-s{seed}" / "result.json", result)
-        LOGGER.info("job %s done: test mAP50-95 %.4f, %.1f s/epoch", a.job, result["test_map50_95"],
-                    result["train_s_per_epoch"])
+        LOGGER.info(
+            "job %s done: test mAP50-95 %.4f, %.1f s/epoch", a.job, result["test_map50_95"], result["train_s_per_epoch"]
+        )
         return
     if a.timing:
         prepare(a, a.rows)
@@ -382,15 +488,41 @@ def main() -> None:
     prepare(a, a.rows)
     # Every seed of the random-init rows first, then the pruned rows: the ones to drop if time runs out.
     order = [r for r in a.rows if ROWS[r]["kind"] != "pruned"], [r for r in a.rows if ROWS[r]["kind"] == "pruned"]
-    jobs = [(r, s) for group in order for s in a.seeds for r in group
-            if not (WORK / a.name / f"{r}-s{s}" / "result.json").is_file()]
+    jobs = [
+        (r, s)
+        for group in order
+        for s in a.seeds
+        for r in group
+        if not (WORK / a.name / f"{r}-s{s}" / "result.json").is_file()
+    ]
     LOGGER.info("%d jobs to run: %s", len(jobs), ", ".join(f"{r}:{s}" for r, s in jobs))
-    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "OMP_WAIT_POLICY": "PASSIVE",
-           "YOLOSLIM_THREADS": str(a.threads)}
-    passthrough = ["--epochs", str(a.epochs), "--imgsz", str(a.imgsz), "--fraction", str(a.fraction),
-                   "--warmup", str(a.warmup), "--data", str(a.data), "--teacher", str(a.teacher),
-                   "--student", str(a.student), "--threads", str(a.threads), "--name", a.name,
-                   *[x for item in a.extra for x in ("--extra", item)]]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(a.threads),
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "YOLOSLIM_THREADS": str(a.threads),
+    }
+    passthrough = [
+        "--epochs",
+        str(a.epochs),
+        "--imgsz",
+        str(a.imgsz),
+        "--fraction",
+        str(a.fraction),
+        "--warmup",
+        str(a.warmup),
+        "--data",
+        str(a.data),
+        "--teacher",
+        str(a.teacher),
+        "--student",
+        str(a.student),
+        "--threads",
+        str(a.threads),
+        "--name",
+        a.name,
+        *[x for item in a.extra for x in ("--extra", item)],
+    ]
     logs = RESULTS / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     running: list[tuple[str, subprocess.Popen]] = []
@@ -400,8 +532,9 @@ def main() -> None:
             log = (logs / f"{a.name}-{row}-s{seed}.log").open("w")
             cmd = [sys.executable, str(Path(__file__).resolve()), "--job", f"{row}:{seed}", *passthrough]
             LOGGER.info("start %s:%d", row, seed)
-            running.append((f"{row}:{seed}", subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                               cwd=ROOT)))
+            running.append(
+                (f"{row}:{seed}", subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT))
+            )
         time.sleep(5)
         for job, proc in list(running):
             if proc.poll() is not None:

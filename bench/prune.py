@@ -39,8 +39,13 @@ FINETUNE_LR0 = 0.0005  # half the student's from-scratch AdamW lr: pruning moves
 SETTINGS: dict[str, dict[str, Any]] = {
     # Chosen on the student before fine-tuning (detection loss on 32 training images right after pruning to 50%
     # MACs: uniform L2 11.9, global L2 11.5, uniform Taylor 5.8, global Taylor with multiples of 8: 5.5; original 3.2).
-    "best": {"method": "channel", "importance": "taylor", "global_pruning": True, "round_to": 8,
-             "max_layer_ratio": 0.75},
+    "best": {
+        "method": "channel",
+        "importance": "taylor",
+        "global_pruning": True,
+        "round_to": 8,
+        "max_layer_ratio": 0.75,
+    },
     "uniform-l2": {"method": "channel", "importance": "l2", "global_pruning": False},
 }
 
@@ -49,12 +54,12 @@ def student_epochs(checkpoint: Path) -> int:
     """Epochs behind a checkpoint: its ``train_args.epochs``, plus those of the checkpoint it started from, if present.
 
     The bundled student is trained in several runs (from scratch, then low-lr runs each from the previous run's
-    best.pt); all count. ``weights/train_baselines.py`` records the chain in the checkpoint (``yoloslim_training``);
-    otherwise the chain is followed through ``train_args.model``. A run that was interrupted and resumed records
-    its own ``last.pt`` as its model, so the runs before it cannot be found: the count then stops there, with a
-    warning (pass ``--trained-epochs``).
+    best.pt); all count. ``research/train_baselines.py`` records the chain in the checkpoint
+    (``yoloslim_training``); otherwise the chain is followed through ``train_args.model``. A run that was
+    interrupted and resumed records its own ``last.pt`` as its model, so the runs before it cannot be found: the
+    count then stops there, with a warning (pass ``--trained-epochs``).
     """
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim.checkpoint import load_checkpoint
 
     total, runs = 0, set()  # one count per training run
     path: Path | None = checkpoint
@@ -62,21 +67,26 @@ def student_epochs(checkpoint: Path) -> int:
         runs.add(path.resolve().parent)
         ckpt = load_checkpoint(path)[1]
         recorded = (ckpt.get("yoloslim_training") or {}).get("epochs")
-        if recorded:  # the whole chain behind this file, written by weights/train_baselines.py
+        if recorded:  # the whole chain behind this file, written by research/train_baselines.py
             return total + int(recorded)
         ta = ckpt.get("train_args") or {}
         total += int(ta.get("epochs") or 0)
         parent = ta.get("model")
         path = Path(parent) if isinstance(parent, str) and parent.endswith(".pt") else None
     if path is not None and path.is_file() and ta.get("resume"):
-        LOGGER.warning("%s: run %s was resumed, the runs before it are unknown; %d epochs is a lower bound "
-                       "(pass --trained-epochs)", checkpoint, path.resolve().parent.parent, total)
+        LOGGER.warning(
+            "%s: run %s was resumed, the runs before it are unknown; %d epochs is a lower bound "
+            "(pass --trained-epochs)",
+            checkpoint,
+            path.resolve().parent.parent,
+            total,
+        )
     return total
 
 
 def finetune_args(checkpoint: Path) -> dict[str, Any]:
-    """Ultralytics fine-tuning arguments: the student's own recipe (optimizer, batch, augmentation), ``FINETUNE_LR0``."""
-    from yoloslim.model_io import load_checkpoint
+    """Ultralytics fine-tuning arguments: the student's own recipe (optimizer, batch, augmentation), FINETUNE_LR0."""
+    from yoloslim.checkpoint import load_checkpoint
 
     _, ckpt = load_checkpoint(checkpoint)
     ta = ckpt.get("train_args") or {}
@@ -86,8 +96,16 @@ def finetune_args(checkpoint: Path) -> dict[str, Any]:
     return args
 
 
-def run_setting(name: str, options: dict[str, Any], checkpoint: Path, data: Path, imgsz: int, epochs: int,
-                train: dict[str, Any], work: Path) -> tuple[Path, float]:
+def run_setting(
+    name: str,
+    options: dict[str, Any],
+    checkpoint: Path,
+    data: Path,
+    imgsz: int,
+    epochs: int,
+    train: dict[str, Any],
+    work: Path,
+) -> tuple[Path, float]:
     """Prune (or only fine-tune, for an empty ``options``) and fine-tune; returns the checkpoint and seconds taken."""
     from yoloslim.context import SlimContext
     from yoloslim.pipeline import run_stage
@@ -159,7 +177,8 @@ def main() -> None:
     sections = {f"accuracy on test @ {imgsz}": measure_rows(rows, data, imgsz=imgsz, split="test", latency=False)}
     onnx = [(name, export_onnx(path, latency_imgsz, work / name)) for name, path in rows]
     sections[f"FP32 ONNX latency @ {latency_imgsz}, 2 threads"] = measure_rows(
-        onnx, None, imgsz=latency_imgsz, accuracy=False, threads=2, runs=runs, warmup=20 if not a.smoke else 2)
+        onnx, None, imgsz=latency_imgsz, accuracy=False, threads=2, runs=runs, warmup=20 if not a.smoke else 2
+    )
 
     acc = {m.name: m for m in sections[f"accuracy on test @ {imgsz}"]}
     lat = {m.name: m for m in sections[f"FP32 ONNX latency @ {latency_imgsz}, 2 threads"]}
@@ -169,17 +188,27 @@ def main() -> None:
         macs = acc[name].gflops / base_acc.gflops if base_acc.gflops else float("nan")
         lr = lat[name].latency_p50_ms / base_lat.latency_p50_ms
         mr = acc[name].map50_95 / base_acc.map50_95 if base_acc.map50_95 else float("nan")
-        verdict = (f"latency {'meets' if lr <= LATENCY_TARGET else 'misses'} <= {LATENCY_TARGET}x, "
-                   f"mAP50-95 {'meets' if mr >= MAP_TARGET else 'misses'} >= {MAP_TARGET:.0%}")
-        notes.append(f"{name}: GFLOPs {macs:.3f}x, ONNX p50 latency {lr:.3f}x, mAP50-95 {mr:.3f}x of the original "
-                     f"({acc[name].map50_95:.4f} vs {base_acc.map50_95:.4f}); {verdict}"
-                     + (f"; prune + fine-tune took {seconds[name]:.0f} s" if name in seconds else ""))
-    notes.append(f"fine-tune budget: {epochs} epochs (student trained {trained}; 30% = {budget}); "
-                 f"fine-tune args: {train}")
+        verdict = (
+            f"latency {'meets' if lr <= LATENCY_TARGET else 'misses'} <= {LATENCY_TARGET}x, "
+            f"mAP50-95 {'meets' if mr >= MAP_TARGET else 'misses'} >= {MAP_TARGET:.0%}"
+        )
+        notes.append(
+            f"{name}: GFLOPs {macs:.3f}x, ONNX p50 latency {lr:.3f}x, mAP50-95 {mr:.3f}x of the original "
+            f"({acc[name].map50_95:.4f} vs {base_acc.map50_95:.4f}); {verdict}"
+            + (f"; prune + fine-tune took {seconds[name]:.0f} s" if name in seconds else "")
+        )
+    notes.append(
+        f"fine-tune budget: {epochs} epochs (student trained {trained}; 30% = {budget}); fine-tune args: {train}"
+    )
     notes.append("latency: batch 1, one real image letterboxed, warm-up then timed runs interleaved round-robin")
-    meta = {"dataset": data.parent.name, "train_imgsz": imgsz, "student": a.student.name, "target_macs": TARGET_MACS,
-            "finetune_epochs": epochs, "settings": {n: {"target_macs": TARGET_MACS, **o} if o else "finetune only"
-                                                    for n, o in runs_to_do.items()}}
+    meta = {
+        "dataset": data.parent.name,
+        "train_imgsz": imgsz,
+        "student": a.student.name,
+        "target_macs": TARGET_MACS,
+        "finetune_epochs": epochs,
+        "settings": {n: {"target_macs": TARGET_MACS, **o} if o else "finetune only" for n, o in runs_to_do.items()},
+    }
     js, md = write_results(a.name, sections, meta, notes)
     print(md.read_text())
 

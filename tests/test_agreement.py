@@ -67,11 +67,10 @@ def test_decode_reads_both_head_layouts_and_refuses_other_shapes():
 
 
 def test_measure_gives_every_row_agreement_with_the_reference_on_unlabelled_images(tiny_data, tmp_path):
-    from yoloslim_test_support import STUDENT
-
     from yoloslim.context import SlimContext
-    from yoloslim.measure import format_table, measure
-    from yoloslim.model_io import check_dataset, has_labels
+    from yoloslim.dataset import check_dataset, has_labels
+    from yoloslim.measurement import format_table, measure
+    from yoloslim_test_support import STUDENT
 
     images = tmp_path / "frames"
     shutil.copytree(Path(tiny_data).parent / "images" / "val", images)
@@ -79,8 +78,9 @@ def test_measure_gives_every_row_agreement_with_the_reference_on_unlabelled_imag
     data.write_text(f"path: {tmp_path}\ntrain: frames\nval: frames\nnames: {check_dataset(tiny_data)['names']}\n")
     assert has_labels(check_dataset(tiny_data), "val") and not has_labels(check_dataset(data), "val")
     onnx = SlimContext(imgsz=96, data=str(tiny_data)).export(STUDENT, "onnx", tmp_path / "m.onnx", imgsz=96)
-    rows = measure([onnx, STUDENT], data, imgsz=96, split="val", accuracy=False, latency=False, reference=onnx,
-                   agreement_images=6)
+    rows = measure(
+        [onnx, STUDENT], data, imgsz=96, split="val", accuracy=False, latency=False, reference=onnx, agreement_images=6
+    )
     for row in rows:
         assert row.map50_95 is None and row.agreement["images"] == 6 and row.agreement["split"] == "val"
     assert rows[0].agreement["f1"] == 1.0 and rows[0].agreement["reference_boxes"] >= 6  # it agrees with itself
@@ -90,17 +90,28 @@ def test_measure_gives_every_row_agreement_with_the_reference_on_unlabelled_imag
 
 
 def test_cli_measure_on_unlabelled_images_reports_agreement_with_the_first_model_not_map(tiny_data, tmp_path):
+    from yoloslim.dataset import check_dataset
     from yoloslim_test_support import STUDENT, run_cli
-
-    from yoloslim.model_io import check_dataset
 
     images = tmp_path / "frames"
     shutil.copytree(Path(tiny_data).parent / "images" / "val", images)
     data = tmp_path / "unlabelled.yaml"
     data.write_text(f"path: {tmp_path}\ntrain: frames\nval: frames\nnames: {check_dataset(tiny_data)['names']}\n")
     out = tmp_path / "bench"
-    r = run_cli("bench", str(STUDENT), str(STUDENT), "--data", str(data), "--imgsz", "96", "--runs", "2",
-                "--out", str(out), cwd=tmp_path)
+    r = run_cli(
+        "bench",
+        str(STUDENT),
+        str(STUDENT),
+        "--data",
+        str(data),
+        "--imgsz",
+        "96",
+        "--runs",
+        "2",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     header = r.stdout.splitlines()[0]
     assert "agreement mAP50-95" in header and "| mAP50-95 |" not in header

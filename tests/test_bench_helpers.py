@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import shutil
-import sys
 
 import pytest
 import torch
 
-from yoloslim_test_support import ROOT
-
 
 @pytest.fixture(scope="module")
 def bench_modules():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import prune
-        import runner
+    """bench/runner.py and bench/prune.py, imported on first use (``bench/`` is on ``pythonpath`` in pyproject.toml)."""
+    import prune
+    import runner
 
-        yield runner, prune
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    return runner, prune
 
 
 def _rewrite(path, **extra):
@@ -54,5 +48,5 @@ def test_training_epochs_follow_the_chain_or_the_recorded_total(bench_modules, t
     _rewrite(stage1, train_args={**ckpt["train_args"], "epochs": 30, "model": "yolov8n.yaml"})
     _rewrite(stage2, train_args={**ckpt["train_args"], "epochs": 15, "model": str(stage1)})
     assert prune.student_epochs(stage2) == 45
-    _rewrite(stage2, yoloslim_training={"stages": [], "epochs": 90})  # written by weights/train_baselines.py
+    _rewrite(stage2, yoloslim_training={"stages": [], "epochs": 90})  # written by research/train_baselines.py
     assert prune.student_epochs(stage2) == 90

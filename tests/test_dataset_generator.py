@@ -1,4 +1,4 @@
-"""Tests of datasets/synth_shapes.py on its tiny variant."""
+"""Tests of yoloslim.testing.synth_shapes (the synthetic shapes dataset generator) on its tiny variant."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from yoloslim_test_support import load_generator
+from yoloslim.testing import synth_shapes as synth
 
-synth = load_generator()
 TINY = synth.VARIANTS["tiny"]
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import zipfile
-from pathlib import Path
 
 import pytest
+
 from yoloslim_test_support import ROOT, load_script
 
 

@@ -28,8 +28,21 @@ def compressed(tiny_data, tiny_ckpt, plugin_site, tmp_path_factory):
     recipe.write_text(RECIPE)
     log = tmp / "events.log"
     env = subprocess_env(PYTHONPATH=str(plugin_site), TESTPLUG_LOG=str(log), TESTPLUG_WEIGHT="0.01")
-    r = run_cli("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(recipe),
-                "--out", str(tmp / "run"), "--imgsz", "64", "--runs", "5", env=env)
+    r = run_cli(
+        "compress",
+        str(tiny_ckpt),
+        "--data",
+        str(tiny_data),
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(tmp / "run"),
+        "--imgsz",
+        "64",
+        "--runs",
+        "5",
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-4000:]
     return tmp / "run", log.read_text().splitlines(), r
 
@@ -76,6 +89,14 @@ def test_report_compares_original_stage_checkpoint_and_onnx(compressed):
     assert [m["name"] for m in rows] == ["original", "original (onnx fp32)", "l2shrink", "export"]
     assert [m["format"] for m in rows] == ["pt", "onnx", "pt", "onnx"]
     assert all(m["extra"]["testplug_seen"] == m["name"] for m in rows)
+    # Every row knows the stage that made its file and the file it was built from.
+    original = str(Path(rows[0]["path"]).resolve())
+    assert [(m["stage"], m["source"]) for m in rows] == [
+        (None, None),
+        (None, original),
+        ("l2shrink", original),
+        ("export", str(Path(rows[2]["path"]).resolve())),
+    ]
     base, ft, onnx = rows[1], rows[2], rows[3]
     assert base["path"].endswith("00_original/original.onnx") and abs(base["map50_95"] - rows[0]["map50_95"]) <= 0.01
     assert abs(ft["map50_95"] - onnx["map50_95"]) <= 0.01
@@ -90,8 +111,12 @@ def test_report_compares_original_stage_checkpoint_and_onnx(compressed):
 def test_stage_checkpoint_loads_with_plain_yolo_in_a_fresh_process(compressed):
     run, _, _ = compressed
     code = "import sys; from ultralytics import YOLO; m = YOLO(sys.argv[1]); print(m.task, len(m.names))"
-    r = subprocess.run([sys.executable, "-c", code, str(run / "01_l2shrink" / "l2shrink.pt")],
-                       capture_output=True, text=True, env=subprocess_env(YOLOSLIM_PLUGINS="none"))
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(run / "01_l2shrink" / "l2shrink.pt")],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(YOLOSLIM_PLUGINS="none"),
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-2] == "detect"
 
@@ -120,13 +145,17 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path, tiny_data, tiny_ckpt):
     assert str(missing) in line
     line = error_line(run_cli("measure", str(corrupt), "--data", str(tiny_data)))
     assert str(corrupt) in line
-    line = error_line(run_cli("compress", str(tiny_ckpt), "--data", str(tmp_path / "nodata.yaml"),
-                              "--recipe", str(recipe)))
+    line = error_line(
+        run_cli("compress", str(tiny_ckpt), "--data", str(tmp_path / "nodata.yaml"), "--recipe", str(recipe))
+    )
     assert "nodata.yaml" in line
     bad = tmp_path / "bad.yaml"
     bad.write_text("stages:\n  - {type: finetune, epoch: 1}\n")
-    line = error_line(run_cli("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(bad),
-                              "--out", str(tmp_path / "run")))
+    line = error_line(
+        run_cli(
+            "compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(bad), "--out", str(tmp_path / "run")
+        )
+    )
     assert "unknown key 'epoch'" in line and str(bad) in line
     assert not (tmp_path / "run").exists()  # validation happens before any work
     line = error_line(run_cli("export", str(tiny_ckpt), "--format", "tflite2", "--out", str(tmp_path / "m.x")))
@@ -143,26 +172,53 @@ def test_dataset_with_other_classes_than_the_model_is_rejected_before_work(tmp_p
     other_yaml.write_text(yaml.safe_dump(other))
     recipe = tmp_path / "r.yaml"
     recipe.write_text("stages:\n  - {type: finetune, epochs: 1}\n")
-    line = error_line(run_cli("compress", str(tiny_ckpt), "--data", str(other_yaml), "--recipe", str(recipe),
-                              "--out", str(tmp_path / "run")))
+    line = error_line(
+        run_cli(
+            "compress",
+            str(tiny_ckpt),
+            "--data",
+            str(other_yaml),
+            "--recipe",
+            str(recipe),
+            "--out",
+            str(tmp_path / "run"),
+        )
+    )
     assert "thing0" in line and "other.yaml" in line
     assert not (tmp_path / "run").exists()
 
 
-def test_plugin_stage_type_becomes_a_subcommand_with_flags_from_its_options(tmp_path, tiny_data, tiny_ckpt,
-                                                                            plugin_site):
+def test_plugin_stage_type_becomes_a_subcommand_with_flags_from_its_options(
+    tmp_path, tiny_data, tiny_ckpt, plugin_site
+):
     env = subprocess_env(PYTHONPATH=str(plugin_site), YOLOSLIM_DISABLE_PLUGINS="brokenplug")
     r = run_cli("l2shrink", "--help", env=env)
     assert r.returncode == 0 and "--factor FACTOR" in r.stdout and "--epochs N" in r.stdout
-    r = run_cli("l2shrink", str(tiny_ckpt), "--data", str(tiny_data), "--factor", "x", "--out", str(tmp_path / "o.pt"),
-                env=env)
+    r = run_cli(
+        "l2shrink", str(tiny_ckpt), "--data", str(tiny_data), "--factor", "x", "--out", str(tmp_path / "o.pt"), env=env
+    )
     assert r.returncode == 2 and "argument --factor: invalid float value: 'x'" in r.stderr
     assert not (tmp_path / "o.pt").exists()
     out = tmp_path / "shrunk.pt"
-    r = run_cli("l2shrink", str(tiny_ckpt), "--data", str(tiny_data), "--factor", "0.5", "--epochs", "0",
-                "--out", str(out), "--run-dir", str(tmp_path / "run"), "--runs", "3", env=env)
+    r = run_cli(
+        "l2shrink",
+        str(tiny_ckpt),
+        "--data",
+        str(tiny_data),
+        "--factor",
+        "0.5",
+        "--epochs",
+        "0",
+        "--out",
+        str(out),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--runs",
+        "3",
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim.checkpoint import load_checkpoint
 
     a, _ = load_checkpoint(tiny_ckpt)
     b, _ = load_checkpoint(out)

@@ -1,4 +1,4 @@
-"""weights/plateau.py: the plateau rule of the bundled baselines, judged on Ultralytics results.csv files."""
+"""research/plateau.py: the plateau rule of the bundled baselines, judged on Ultralytics results.csv files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ HEADER = "epoch,time,train/box_loss,metrics/mAP50-95(B),lr/pg0\n"
 
 
 def _plateau():
-    return load_script(ROOT / "weights" / "plateau.py")
+    return load_script(ROOT / "research" / "plateau.py")
 
 
 def _run(project: Path, name: str, maps: list[float], done: bool = True) -> None:

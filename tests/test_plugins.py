@@ -3,14 +3,15 @@
 import errno
 import os
 import sys
+from dataclasses import dataclass
 
 import pytest
 
-from yoloslim_test_support import run_cli, subprocess_env
 from yoloslim import hookimpl
 from yoloslim.errors import PluginError, RecipeError, StorageError
 from yoloslim.plugins import PluginManager
 from yoloslim.recipe import StageType
+from yoloslim_test_support import run_cli, subprocess_env
 
 
 @pytest.fixture
@@ -65,7 +66,9 @@ def test_exception_in_a_plugin_becomes_plugin_error_naming_it():
     pm = PluginManager(load_entrypoints=False)
     pm.register(Quiet(), "quiet")
     pm.register(Raiser(), "raiser")
-    with pytest.raises(PluginError, match=r"plugin 'raiser' raised in yoloslim_report_columns: ZeroDivisionError: boom"):
+    with pytest.raises(
+        PluginError, match=r"plugin 'raiser' raised in yoloslim_report_columns: ZeroDivisionError: boom"
+    ):
         pm.call("yoloslim_report_columns", measurement=None, ctx=None)
 
 
@@ -129,8 +132,22 @@ def contract_site(tmp_path_factory):
     site = tmp_path_factory.mktemp("contract-site")
     src = tmp_path_factory.mktemp("src-contractplug") / "contractplug"
     shutil.copytree(ROOT / "tests" / "assets" / "contractplug", src)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--target", str(site), str(src)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(src),
+        ],
+        check=True,
+    )
     return site
 
 
@@ -236,8 +253,11 @@ def test_sys_exit_in_a_hook_becomes_plugin_error_naming_the_plugin():
     pm = PluginManager(load_entrypoints=False)
     pm.register(Quiet(), "quiet")
     pm.register(Exits(), "exits")
-    with pytest.raises(PluginError, match=r"plugin 'exits' called sys.exit\(0\) in yoloslim_report_columns; .*"
-                                          r"YOLOSLIM_DISABLE_PLUGINS=exits"):
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'exits' called sys.exit\(0\) in yoloslim_report_columns; .*"
+        r"YOLOSLIM_DISABLE_PLUGINS=exits",
+    ):
         pm.call("yoloslim_report_columns", measurement=None, ctx=None)
     with pytest.raises(PluginError, match=r"plugin 'exits' called sys.exit\(3\) in yoloslim_model_to_save"):
         pm.chain("yoloslim_model_to_save", [], "model", ctx=None)
@@ -258,17 +278,25 @@ class Writes:
         raise self.exc
 
 
-@pytest.mark.parametrize("err, words", [
-    (OSError(errno.ENOSPC, "No space left on device", "/runs/x/model.onnx"), ["no space left on device", "free"]),
-    (OSError(errno.EROFS, "Read-only file system", "/runs/x/model.onnx"), ["read-only file system", "writable"]),
-    (PermissionError(errno.EACCES, "Permission denied", "/runs/x/model.onnx"), ["permission denied", "writable"]),
-    (PermissionError(errno.EPERM, "Operation not permitted", "/runs/x/model.onnx"), ["permission denied", "writable"]),
-])
+@pytest.mark.parametrize(
+    "err, words",
+    [
+        (OSError(errno.ENOSPC, "No space left on device", "/runs/x/model.onnx"), ["no space left on device", "free"]),
+        (OSError(errno.EROFS, "Read-only file system", "/runs/x/model.onnx"), ["read-only file system", "writable"]),
+        (PermissionError(errno.EACCES, "Permission denied", "/runs/x/model.onnx"), ["permission denied", "writable"]),
+        (
+            PermissionError(errno.EPERM, "Operation not permitted", "/runs/x/model.onnx"),
+            ["permission denied", "writable"],
+        ),
+    ],
+)
 def test_disk_errors_in_a_hook_say_what_happened_and_name_the_path(err, words):
     pm = PluginManager(load_entrypoints=False)
     pm.register(Writes(err), "onnx")
-    for run in (lambda: pm.call("yoloslim_build_artifact", checkpoint=None, stage=None, ctx=None),
-                lambda: pm.chain("yoloslim_model_to_save", None, "model", ctx=None)):
+    for run in (
+        lambda: pm.call("yoloslim_build_artifact", checkpoint=None, stage=None, ctx=None),
+        lambda: pm.chain("yoloslim_model_to_save", None, "model", ctx=None),
+    ):
         with pytest.raises(StorageError) as e:
             run()
         msg = str(e.value)
@@ -279,8 +307,9 @@ def test_disk_errors_in_a_hook_say_what_happened_and_name_the_path(err, words):
 
 
 def test_disk_full_wrapped_by_torch_or_raised_by_a_real_write_is_a_storage_error():
-    wrapped = RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
-                           "data/0: file write failed")
+    wrapped = RuntimeError(
+        "[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file data/0: file write failed"
+    )
 
     class DevFull:
         @hookimpl
@@ -323,13 +352,18 @@ def test_bug_in_a_stage_types_check_names_the_plugin_that_declares_it():
     class Buggy:
         @hookimpl
         def yoloslim_stage_types(self):
-            def check(options, epochs):
-                return options["nope"]
-            return [StageType("wobble", check=check)]
+            @dataclass(frozen=True)
+            class WobbleOptions:
+                def check(self, epochs):
+                    return {}["nope"]
+
+            return [StageType("wobble", options=WobbleOptions)]
 
     pm = PluginManager(load_entrypoints=False)
     pm.register(Buggy(), "buggy")
     with pytest.raises(PluginError) as e:
         parse_recipe({"stages": [{"type": "wobble"}]}, pm.stage_types())
-    assert str(e.value) == ("<recipe>: stage 1 (wobble): stage type 'wobble': its check raised KeyError: 'nope'; "
-                            "fix the plugin or disable it with YOLOSLIM_DISABLE_PLUGINS=buggy")
+    assert str(e.value) == (
+        "<recipe>: stage 1 (wobble): WobbleOptions.check raised KeyError: 'nope'; "
+        "fix the plugin or disable it with YOLOSLIM_DISABLE_PLUGINS=buggy"
+    )

@@ -1,17 +1,30 @@
 """Recipe validation: every bad recipe is rejected before work starts, naming file, stage and key."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from yoloslim import StageType, option, options_dict
 from yoloslim.errors import RecipeError
-from yoloslim.recipe import REQUIRED, Option, StageType, load_recipe, parse_recipe
+from yoloslim.recipe import load_recipe, parse_recipe
+
+
+@dataclass(frozen=True)
+class PruneOpts:
+    target: str = option(help="what to aim at")
+    ratio: float = option(0.5)
+    method: str = option("l2", choices=("l1", "l2"))
+
+
+@dataclass(frozen=True)
+class ExportOpts:
+    format: str = option("onnx")
+
 
 TYPES = {
-    "prune": StageType("prune", trains=True, default_epochs=3, options={
-        "ratio": Option(float, 0.5), "method": Option(str, "l2", choices=("l1", "l2")),
-        "target": Option(str, REQUIRED)}),
-    "export": StageType("export", produces="artifact", options={"format": Option(str, "onnx")}),
+    "prune": StageType("prune", options=PruneOpts, accepts_training=True, default_epochs=3),
+    "export": StageType("export", options=ExportOpts, produces="artifact"),
 }
 
 
@@ -22,33 +35,39 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_valid_recipe_fills_defaults_and_merges_train_args(tmp_path):
-    p = write(tmp_path, "train: {batch: 8}\nstages:\n  - {type: prune, target: macs, ratio: 1, train: {lr0: 0.01}}\n"
-                        "  - {type: export}\n")
+    p = write(
+        tmp_path,
+        "train: {batch: 8}\nstages:\n  - {type: prune, target: macs, ratio: 1, train: {lr0: 0.01}}\n"
+        "  - {type: export}\n",
+    )
     r = load_recipe(p, TYPES)
     assert r.name == "r"
     prune, export = r.stages
-    assert prune.options == {"ratio": 1.0, "method": "l2", "target": "macs"}
-    assert isinstance(prune.options["ratio"], float)
+    assert prune.options == PruneOpts(target="macs", ratio=1.0, method="l2")
+    assert isinstance(prune.options.ratio, float)
     assert prune.epochs == 3 and prune.train == {"batch": 8, "lr0": 0.01}
-    assert export.produces == "artifact" and export.epochs == 0 and export.options == {"format": "onnx"}
+    assert export.produces == "artifact" and export.epochs == 0 and options_dict(export.options) == {"format": "onnx"}
 
 
-@pytest.mark.parametrize("text, needles", [
-    ("stages:\n  - {type: distill}\n", ["stage 1 (distill)", "unknown stage type 'distill'", "prune"]),
-    ("stages:\n  - {type: prune, target: x, ratoi: 0.5}\n", ["stage 1 (prune)", "unknown key 'ratoi'"]),
-    ("stages:\n  - {type: prune, target: x, ratio: half}\n", ["stage 1 (prune)", "key 'ratio'", "expected float"]),
-    ("stages:\n  - {type: prune, target: x, method: l3}\n", ["key 'method'", "one of ['l1', 'l2']"]),
-    ("stages:\n  - {type: prune}\n", ["missing required key 'target'"]),
-    ("stages:\n  - {type: prune, target: x, epochs: -1}\n", ["key 'epochs'"]),
-    ("stages:\n  - {type: export, epochs: 3}\n", ["stage 1 (export)", "unknown key 'epochs'"]),
-    ("stages:\n  - {type: prune, target: x, train: {lr00: 1}}\n", ["stage 1 (prune)", "train.lr00"]),
-    ("stages:\n  - {type: prune, target: x, train: {epochs: 1}}\n", ["train.epochs", "'epochs' key"]),
-    ("stages:\n  - {type: prune, target: x, train: {imgsz: 320}}\n", ["train.imgsz", "top-level"]),
-    ("stage:\n  - {type: prune}\n", ["unknown top-level key 'stage'"]),
-    ("stages: []\n", ["non-empty list"]),
-    ("stages: [prune]\n", ["stage 1", "'type' key"]),
-    ("stages:\n  - {type: prune, target: x\n", ["not valid YAML"]),
-])
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        ("stages:\n  - {type: distill}\n", ["stage 1 (distill)", "unknown stage type 'distill'", "prune"]),
+        ("stages:\n  - {type: prune, target: x, ratoi: 0.5}\n", ["stage 1 (prune)", "unknown key 'ratoi'"]),
+        ("stages:\n  - {type: prune, target: x, ratio: half}\n", ["stage 1 (prune)", "key 'ratio'", "expected float"]),
+        ("stages:\n  - {type: prune, target: x, method: l3}\n", ["key 'method'", "one of ['l1', 'l2']"]),
+        ("stages:\n  - {type: prune}\n", ["missing required key 'target'"]),
+        ("stages:\n  - {type: prune, target: x, epochs: -1}\n", ["key 'epochs'"]),
+        ("stages:\n  - {type: export, epochs: 3}\n", ["stage 1 (export)", "unknown key 'epochs'"]),
+        ("stages:\n  - {type: prune, target: x, train: {lr00: 1}}\n", ["stage 1 (prune)", "train.lr00"]),
+        ("stages:\n  - {type: prune, target: x, train: {epochs: 1}}\n", ["train.epochs", "'epochs' key"]),
+        ("stages:\n  - {type: prune, target: x, train: {imgsz: 320}}\n", ["train.imgsz", "top-level"]),
+        ("stage:\n  - {type: prune}\n", ["unknown top-level key 'stage'"]),
+        ("stages: []\n", ["non-empty list"]),
+        ("stages: [prune]\n", ["stage 1", "'type' key"]),
+        ("stages:\n  - {type: prune, target: x\n", ["not valid YAML"]),
+    ],
+)
 def test_bad_recipe_error_names_file_stage_and_key(tmp_path, text, needles):
     p = write(tmp_path, text)
     with pytest.raises(RecipeError) as e:
@@ -80,14 +99,18 @@ def test_bundled_recipes_validate_against_installed_plugins():
 
 
 def test_stage_check_rejects_conflicting_options_before_any_work(tmp_path):
-    def check(options, epochs):
-        if options["ratio"] and options["method"] == "none":
-            raise ValueError("'ratio' needs a 'method'; set method or drop ratio")
+    @dataclass(frozen=True)
+    class Opts:
+        ratio: float = option(0.0)
+        method: str = option("none")
 
-    types = {"prune": StageType("prune", options={"ratio": Option(float, 0.0), "method": Option(str, "none")},
-                                check=check)}
+        def check(self, epochs):
+            if self.ratio and self.method == "none":
+                raise ValueError("'ratio' needs a 'method'; set method or drop ratio")
+
+    types = {"prune": StageType("prune", options=Opts)}
     ok = parse_recipe({"stages": [{"type": "prune", "ratio": 0.5, "method": "l1"}]}, types)
-    assert ok.stages[0].options == {"ratio": 0.5, "method": "l1"}
+    assert options_dict(ok.stages[0].options) == {"ratio": 0.5, "method": "l1"}
     with pytest.raises(RecipeError, match=r"stage 1 .*'ratio' needs a 'method'"):
         parse_recipe({"stages": [{"type": "prune", "ratio": 0.5}]}, types)
 
@@ -102,8 +125,9 @@ def test_stage_name_that_is_not_a_plain_name_is_refused_naming_the_stage(bad):
 
 
 def test_plain_stage_and_recipe_names_are_kept():
-    r = parse_recipe({"name": "prune-v2_fast", "stages": [{"type": "prune", "target": "x", "name": "Prune_1-a"}]},
-                     TYPES)
+    r = parse_recipe(
+        {"name": "prune-v2_fast", "stages": [{"type": "prune", "target": "x", "name": "Prune_1-a"}]}, TYPES
+    )
     assert r.name == "prune-v2_fast" and r.stages[0].name == "Prune_1-a"
 
 
@@ -161,16 +185,19 @@ def test_binary_recipe_file_is_a_recipe_error(tmp_path):
         load_recipe(p, TYPES)
 
 
-@pytest.mark.parametrize("raw", [
-    {"stages": [{"type": "prune", "target": "x", "ratio": "x" * 100_000}]},
-    {"stages": [["y" * 10_000] * 10_000]},
-    {"stages": [{"type": "prune", "target": "x", "k" * 100_000: 1}]},
-    {"stages": [{"type": "z" * 100_000}]},
-    {"stages": [{"type": ["z"] * 100_000}]},
-    {"train": {"amp": "w" * 100_000}, "stages": [{"type": "export"}]},
-    {"train": "v" * 100_000, "stages": [{"type": "export"}]},
-    {"name": "n" * 100_000, "stages": [{"type": "export"}]},
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"stages": [{"type": "prune", "target": "x", "ratio": "x" * 100_000}]},
+        {"stages": [["y" * 10_000] * 10_000]},
+        {"stages": [{"type": "prune", "target": "x", "k" * 100_000: 1}]},
+        {"stages": [{"type": "z" * 100_000}]},
+        {"stages": [{"type": ["z"] * 100_000}]},
+        {"train": {"amp": "w" * 100_000}, "stages": [{"type": "export"}]},
+        {"train": "v" * 100_000, "stages": [{"type": "export"}]},
+        {"name": "n" * 100_000, "stages": [{"type": "export"}]},
+    ],
+)
 def test_error_messages_cut_long_user_values(raw):
     with pytest.raises(RecipeError) as e:
         parse_recipe(raw, TYPES)
@@ -178,19 +205,24 @@ def test_error_messages_cut_long_user_values(raw):
     assert len(msg) < 600 and "\n" not in msg and "..." in msg
 
 
-@pytest.mark.parametrize("train, words", [
-    ({"lr0": "fast"}, ["'train.lr0'", "expected a number between 0.0 and 1.0", "got str 'fast'", "fix the value"]),
-    ({"momentum": 1.5}, ["'train.momentum'", "between 0.0 and 1.0", "got float 1.5"]),
-    ({"batch": "big"}, ["'train.batch'", "expected a number", "got str 'big'"]),
-    ({"patience": 2.5}, ["'train.patience'", "expected an int", "got float 2.5"]),
-    ({"cos_lr": "yes"}, ["'train.cos_lr'", "expected true or false", "got str 'yes'"]),
-    ({"optimizer": 3}, ["'train.optimizer'", "expected a string", "got int 3"]),
-    ({"lr0": None}, ["'train.lr0'", "got NoneType None"]),
-    ({"amp": "fp64"}, ["'train.amp'", "which Ultralytics refuses", "'fp16'"]),
-])
+@pytest.mark.parametrize(
+    "train, words",
+    [
+        ({"lr0": "fast"}, ["'train.lr0'", "expected a number between 0.0 and 1.0", "got str 'fast'", "fix the value"]),
+        ({"momentum": 1.5}, ["'train.momentum'", "between 0.0 and 1.0", "got float 1.5"]),
+        ({"batch": "big"}, ["'train.batch'", "expected a number", "got str 'big'"]),
+        ({"patience": 2.5}, ["'train.patience'", "expected an int", "got float 2.5"]),
+        ({"cos_lr": "yes"}, ["'train.cos_lr'", "expected true or false", "got str 'yes'"]),
+        ({"optimizer": 3}, ["'train.optimizer'", "expected a string", "got int 3"]),
+        ({"lr0": None}, ["'train.lr0'", "got NoneType None"]),
+        ({"amp": "fp64"}, ["'train.amp'", "which Ultralytics refuses", "'fp16'"]),
+    ],
+)
 def test_train_argument_values_are_checked_with_ultralytics_rules(train, words):
-    for raw, where in (({"train": train, "stages": [{"type": "export"}]}, "<recipe>: 'train."),
-                       ({"stages": [{"type": "prune", "target": "x", "train": train}]}, "<recipe>: stage 1 (prune): ")):
+    for raw, where in (
+        ({"train": train, "stages": [{"type": "export"}]}, "<recipe>: 'train."),
+        ({"stages": [{"type": "prune", "target": "x", "train": train}]}, "<recipe>: stage 1 (prune): "),
+    ):
         with pytest.raises(RecipeError) as e:
             parse_recipe(raw, TYPES)
         msg = str(e.value)
@@ -200,8 +232,13 @@ def test_train_argument_values_are_checked_with_ultralytics_rules(train, words):
 
 
 def test_valid_train_argument_values_are_converted_as_ultralytics_does():
-    r = parse_recipe({"train": {"fraction": 1, "lr0": 1, "cos_lr": True, "optimizer": "SGD", "amp": "FP16"},
-                      "stages": [{"type": "export"}]}, TYPES)
+    r = parse_recipe(
+        {
+            "train": {"fraction": 1, "lr0": 1, "cos_lr": True, "optimizer": "SGD", "amp": "FP16"},
+            "stages": [{"type": "export"}],
+        },
+        TYPES,
+    )
     assert r.train == {"fraction": 1.0, "lr0": 1, "cos_lr": True, "optimizer": "SGD", "amp": "fp16"}
 
 
@@ -213,20 +250,24 @@ def test_stage_type_that_is_not_a_string_is_a_recipe_error():
 def test_bug_in_a_stage_check_becomes_one_line_plugin_error():
     from yoloslim.errors import ModelError, PluginError
 
-    def buggy(options, epochs):
-        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+    def options_raising(error):
+        @dataclass(frozen=True)
+        class XOptions:
+            def check(self, epochs):
+                raise error
 
-    def exits(options, epochs):
-        raise SystemExit(2)
-
-    def missing_teacher(options, epochs):
-        raise ModelError("teacher 'big.pt' not found; pass an existing checkpoint")
+        return {"x": StageType("x", options=XOptions)}
 
     with pytest.raises(PluginError) as e:
-        parse_recipe({"stages": [{"type": "x"}]}, {"x": StageType("x", check=buggy)})
-    assert str(e.value) == ("<recipe>: stage 1 (x): stage type 'x': its check raised TypeError: unsupported operand "
-                            "type(s) for +: 'int' and 'str'; fix or disable the plugin that declares it")
-    with pytest.raises(PluginError, match=r"its check raised SystemExit: 2"):
-        parse_recipe({"stages": [{"type": "x"}]}, {"x": StageType("x", check=exits)})
+        parse_recipe({"stages": [{"type": "x"}]}, options_raising(TypeError("unsupported operand type(s) for +")))
+    assert str(e.value) == (
+        "<recipe>: stage 1 (x): XOptions.check raised TypeError: unsupported operand type(s) "
+        "for +; fix or disable the plugin that declares the stage type"
+    )
+    with pytest.raises(PluginError, match=r"XOptions.check raised SystemExit: 2"):
+        parse_recipe({"stages": [{"type": "x"}]}, options_raising(SystemExit(2)))
     with pytest.raises(ModelError, match=r"^<recipe>: stage 1 \(x\): teacher 'big.pt' not found"):
-        parse_recipe({"stages": [{"type": "x"}]}, {"x": StageType("x", check=missing_teacher)})
+        parse_recipe(
+            {"stages": [{"type": "x"}]},
+            options_raising(ModelError("teacher 'big.pt' not found; pass an existing checkpoint")),
+        )

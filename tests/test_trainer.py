@@ -9,14 +9,12 @@ import pytest
 import torch
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
-from yoloslim_test_support import subprocess_env
 from yoloslim import hookimpl
-from yoloslim.checkpoint import save_checkpoint
+from yoloslim.checkpoint import load_checkpoint, save_checkpoint
 from yoloslim.context import SlimContext
-from yoloslim.model_io import load_checkpoint
 from yoloslim.plugins import PluginManager
-from yoloslim.recipe import Stage
 from yoloslim.trainer import SlimTrainer, cpu_threads
+from yoloslim_test_support import subprocess_env
 
 W = 0.05
 
@@ -29,8 +27,20 @@ class L2OnFirstParam:
 
 
 def overrides(data, tmp_path, **kw):
-    return {"data": str(data), "imgsz": 64, "epochs": 1, "batch": 8, "device": "cpu", "plots": False,
-            "amp": False, "project": str(tmp_path), "name": "t", "exist_ok": True, "model": "x.pt", **kw}
+    return {
+        "data": str(data),
+        "imgsz": 64,
+        "epochs": 1,
+        "batch": 8,
+        "device": "cpu",
+        "plots": False,
+        "amp": False,
+        "project": str(tmp_path),
+        "name": "t",
+        "exist_ok": True,
+        "model": "x.pt",
+        **kw,
+    }
 
 
 def grads(model):
@@ -83,7 +93,7 @@ def narrow_model_with_full_yaml(nc, names):
 def test_model_whose_widths_differ_from_its_yaml_is_trained_as_is_and_reloads(tiny_data, tmp_path):
     from ultralytics import YOLO
 
-    from yoloslim.model_io import check_dataset
+    from yoloslim.dataset import check_dataset
 
     data = check_dataset(tiny_data)
     narrow = narrow_model_with_full_yaml(data["nc"], data["names"])
@@ -97,8 +107,10 @@ def test_model_whose_widths_differ_from_its_yaml_is_trained_as_is_and_reloads(ti
     best = tmp_path / "t" / "weights" / "last.pt"
     assert sum(p.numel() for p in model.trainer.model.parameters()) == n_narrow
 
-    code = ("import sys; from ultralytics import YOLO; m = YOLO(sys.argv[1]); "
-            "print(sum(p.numel() for p in m.model.parameters()))")
+    code = (
+        "import sys; from ultralytics import YOLO; m = YOLO(sys.argv[1]); "
+        "print(sum(p.numel() for p in m.model.parameters()))"
+    )
     r = subprocess.run([sys.executable, "-c", code, str(best)], capture_output=True, text=True, env=subprocess_env())
     assert r.returncode == 0, r.stderr
     assert int(r.stdout.strip().splitlines()[-1]) == n_narrow
@@ -113,15 +125,16 @@ def test_cpu_training_uses_every_core_not_ultralytics_cpu_count_minus_one(tiny_d
     torch.set_num_threads(cpu_threads())
 
 
-def test_ddp_rank_rebuilds_context_and_plugins_from_what_ultralytics_passes(tiny_data, tiny_ckpt, plugin_site,
-                                                                            tmp_path):
+def test_ddp_rank_rebuilds_context_and_plugins_from_what_ultralytics_passes(
+    tiny_data, tiny_ckpt, plugin_site, tmp_path
+):
     """Run the exact file Ultralytics' DDP launcher writes; on CPU the 'rank' trains in one process."""
     log = tmp_path / "events.log"
     script = textwrap.dedent(f"""
         import subprocess, sys
         from ultralytics.utils.dist import generate_ddp_file
         from yoloslim.context import SlimContext
-        from yoloslim.model_io import load_checkpoint
+        from yoloslim.checkpoint import load_checkpoint
         from yoloslim.recipe import Stage
         from yoloslim.trainer import SlimTrainer
 

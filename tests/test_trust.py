@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from yoloslim.checkpoint import load_checkpoint
+from yoloslim.errors import ModelError, StorageError
 from yoloslim_test_support import (
     assert_one_line_error,
     file_digests,
@@ -25,9 +28,6 @@ from yoloslim_test_support import (
     stray_temp_files,
     subprocess_env,
 )
-
-from yoloslim.errors import ModelError, StorageError
-from yoloslim.model_io import load_checkpoint
 
 
 class _Payload:
@@ -60,8 +60,12 @@ def test_checkpoint_with_a_pickle_payload_is_refused_and_the_payload_never_runs(
     monkeypatch.delenv("YOLOSLIM_TRUST_CHECKPOINTS", raising=False)
     with pytest.raises(ModelError, match=r"refused to unpickle 'posix\.system'.*--trust-checkpoint"):
         load_checkpoint(path)
-    line = assert_one_line_error(run_main("measure", str(path), "--data", str(tiny_data), "--runs", "1"),
-                                 "posix.system", "--trust-checkpoint", str(path))
+    line = assert_one_line_error(
+        run_main("measure", str(path), "--data", str(tiny_data), "--runs", "1"),
+        "posix.system",
+        "--trust-checkpoint",
+        str(path),
+    )
     assert "YOLOSLIM_TRUST_CHECKPOINTS" in line
     assert not marker.exists()
 
@@ -100,8 +104,18 @@ stages:
   - {{type: distill, teacher: {tiny_ckpt}, epochs: 1, train: {{batch: 8, workers: 0}}}}
   - {{type: quantize, mode: qat, epochs: 1, calib_images: 8, train: {{batch: 8, workers: 0}}}}
 """)
-    r = run_cli("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(recipe), "--out",
-                str(root / "run"), "--runs", "1")
+    r = run_cli(
+        "compress",
+        str(tiny_ckpt),
+        "--data",
+        str(tiny_data),
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(root / "run"),
+        "--runs",
+        "1",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     found = sorted((root / "run").rglob("*.pt"))
     assert any("prune" in str(p) for p in found) and any("distill" in str(p) for p in found)
@@ -135,14 +149,33 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_is_untouched(tmp_pa
     before = file_digests(mine, Path(tiny_data).parent)
     cases = [
         ("export", str(mine), "--out", str(mine)),
-        ("prune", str(mine), "--data", str(tiny_data), "--out", str(mine), "--ratio", "0.25",
-         "--finetune-epochs", "0", "--run-dir", str(tmp_path / "r1")),
-        ("quantize", str(mine), "--data", str(tiny_data), "--out", str(tmp_path / "." / "mine.pt"),
-         "--run-dir", str(tmp_path / "r2")),
+        (
+            "prune",
+            str(mine),
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(mine),
+            "--ratio",
+            "0.25",
+            "--finetune-epochs",
+            "0",
+            "--run-dir",
+            str(tmp_path / "r1"),
+        ),
+        (
+            "quantize",
+            str(mine),
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(tmp_path / "." / "mine.pt"),
+            "--run-dir",
+            str(tmp_path / "r2"),
+        ),
         ("measure", str(mine), "--data", str(tiny_data), "--json", str(mine)),
         ("measure", str(mine), "--data", str(tiny_data), "--json", str(tiny_data)),
-        ("compress", str(mine), "--data", str(tiny_data), "--recipe", str(tmp_path / "r.yaml"), "--out",
-         str(tmp_path)),
+        ("compress", str(mine), "--data", str(tiny_data), "--recipe", str(tmp_path / "r.yaml"), "--out", str(tmp_path)),
     ]
     (tmp_path / "r.yaml").write_text("stages:\n  - {type: export}\n")
     for args in cases:
@@ -157,8 +190,9 @@ def test_a_folder_of_foreign_files_is_not_used_as_a_run_directory(tmp_path, tiny
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     (tmp_path / "r.yaml").write_text("stages:\n  - {type: export}\n")
-    r = run_main("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(tmp_path / "r.yaml"),
-                 "--out", str(out))
+    r = run_main(
+        "compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(tmp_path / "r.yaml"), "--out", str(out)
+    )
     assert_one_line_error(r, str(out), "new or empty folder")
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
@@ -176,9 +210,29 @@ def test_two_runs_started_together_get_two_directories_each_naming_its_own_model
     recipe.write_text("name: same\nstages:\n  - {type: prune, method: magnitude, ratio: 0.3, epochs: 0}\n")
     work = tmp_path / "work"
     work.mkdir()
-    procs = [subprocess.Popen([sys.executable, "-m", "yoloslim.cli", "compress", str(m), "--data", str(tiny_data),
-                               "--recipe", str(recipe), "--runs", "1"], cwd=work, env=subprocess_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for m in (a, b)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "yoloslim.cli",
+                "compress",
+                str(m),
+                "--data",
+                str(tiny_data),
+                "--recipe",
+                str(recipe),
+                "--runs",
+                "1",
+            ],
+            cwd=work,
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for m in (a, b)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]
@@ -194,21 +248,37 @@ def test_two_runs_started_together_get_two_directories_each_naming_its_own_model
 
 def test_a_shorter_rerun_into_the_same_directory_leaves_no_old_stage_folders(tmp_path, tiny_ckpt, tiny_data):
     long, short = tmp_path / "long.yaml", tmp_path / "short.yaml"
-    long.write_text("stages:\n  - {type: prune, method: magnitude, ratio: 0.3, epochs: 0}\n"
-                    "  - {type: prune, name: more, method: magnitude, ratio: 0.5, epochs: 0}\n")
+    long.write_text(
+        "stages:\n  - {type: prune, method: magnitude, ratio: 0.3, epochs: 0}\n"
+        "  - {type: prune, name: more, method: magnitude, ratio: 0.5, epochs: 0}\n"
+    )
     short.write_text("stages:\n  - {type: prune, method: magnitude, ratio: 0.3, epochs: 0}\n")
     out = tmp_path / "run"
     for recipe in (long, short):
-        r = run_main("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(recipe), "--out", str(out),
-                     "--runs", "1")
+        r = run_main(
+            "compress",
+            str(tiny_ckpt),
+            "--data",
+            str(tiny_data),
+            "--recipe",
+            str(recipe),
+            "--out",
+            str(out),
+            "--runs",
+            "1",
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         assert not (out / ".yoloslim-run.lock").exists()
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
-        "01_prune", "pareto.png", "report.json", "report.md"]
+        "01_prune",
+        "pareto.png",
+        "report.json",
+        "report.md",
+    ]
 
 
 def test_stale_temporaries_of_a_killed_process_are_removed_by_the_next_write(tmp_path):
-    from yoloslim.checkpoint import atomic_write_bytes
+    from yoloslim.files import atomic_write_bytes
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -224,19 +294,23 @@ def test_stale_temporaries_of_a_killed_process_are_removed_by_the_next_write(tmp
 # --------------------------------------------------------------------------------------------- checks before work
 
 
-@pytest.mark.parametrize("flags, words", [
-    (("--threads", "0"), ("--threads",)),
-    (("--imgsz", "33"), ("--imgsz", "stride")),
-    (("--imgsz", "0"), ("--imgsz",)),
-    (("--split", "nosuch"), ("nosuch",)),
-    (("--runs", "0"), ("--runs",)),
-])
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (("--threads", "0"), ("--threads",)),
+        (("--imgsz", "33"), ("--imgsz", "stride")),
+        (("--imgsz", "0"), ("--imgsz",)),
+        (("--split", "nosuch"), ("nosuch",)),
+        (("--runs", "0"), ("--runs",)),
+    ],
+)
 def test_bad_run_options_stop_before_any_work(tmp_path, tiny_ckpt, tiny_data, flags, words):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("stages:\n  - {type: finetune, epochs: 1}\n  - {type: export}\n")
     out = tmp_path / "run"
-    r = run_main("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(recipe), "--out", str(out),
-                 *flags)
+    r = run_main(
+        "compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(recipe), "--out", str(out), *flags
+    )
     assert_one_line_error(r, *words)
     assert not out.exists()
 
@@ -244,8 +318,20 @@ def test_bad_run_options_stop_before_any_work(tmp_path, tiny_ckpt, tiny_data, fl
 def test_an_out_under_a_file_is_refused_before_the_stage(tmp_path, tiny_ckpt, tiny_data):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    r = run_main("prune", str(tiny_ckpt), "--data", str(tiny_data), "--out", str(blocker / "p.pt"), "--ratio", "0.2",
-                 "--finetune-epochs", "0", "--run-dir", str(tmp_path / "run"))
+    r = run_main(
+        "prune",
+        str(tiny_ckpt),
+        "--data",
+        str(tiny_data),
+        "--out",
+        str(blocker / "p.pt"),
+        "--ratio",
+        "0.2",
+        "--finetune-epochs",
+        "0",
+        "--run-dir",
+        str(tmp_path / "run"),
+    )
     assert_one_line_error(r, str(blocker))
     assert not (tmp_path / "run").exists()
 
@@ -274,8 +360,21 @@ def test_too_little_free_disk_is_refused_before_the_stage(tmp_path, tiny_ckpt, t
 
 
 def test_a_relative_run_dir_keeps_the_training_folder_inside_it(tmp_path, tiny_ckpt, tiny_data):
-    r = run_cli("finetune", str(tiny_ckpt), "--data", str(tiny_data), "--out", "ft.pt", "--epochs", "1",
-                "--run-dir", "rel", "--runs", "1", cwd=tmp_path)
+    r = run_cli(
+        "finetune",
+        str(tiny_ckpt),
+        "--data",
+        str(tiny_data),
+        "--out",
+        "ft.pt",
+        "--epochs",
+        "1",
+        "--run-dir",
+        "rel",
+        "--runs",
+        "1",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "rel" / "01_finetune" / "train" / "results.csv").is_file()
     assert not (tmp_path / "runs" / "detect").exists()
@@ -287,8 +386,14 @@ def test_a_relative_run_dir_keeps_the_training_folder_inside_it(tmp_path, tiny_c
 
 def _run_and_signal(args: list[str], when: Path, sig: int, cwd: Path) -> subprocess.CompletedProcess:
     """Start ``yoloslim ARGS``, send ``sig`` as soon as ``when`` exists (a phase has begun), wait for the end."""
-    p = subprocess.Popen([sys.executable, "-m", "yoloslim.cli", *args], cwd=cwd, env=subprocess_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "yoloslim.cli", *args],
+        cwd=cwd,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and p.poll() is None:
         if list(when.parent.glob(when.name)):
@@ -312,8 +417,23 @@ def test_a_signal_during_export_ends_the_run_interrupted_with_no_output(tmp_path
 
 def test_a_signal_during_training_ends_the_run_interrupted_with_no_output(tmp_path, tiny_ckpt, tiny_data):
     out, run = tmp_path / "ft.pt", tmp_path / "run"
-    r = _run_and_signal(["finetune", str(tiny_ckpt), "--data", str(tiny_data), "--out", str(out), "--epochs", "3",
-                         "--run-dir", str(run)], run / "01_finetune" / "train", signal.SIGTERM, tmp_path)
+    r = _run_and_signal(
+        [
+            "finetune",
+            str(tiny_ckpt),
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--epochs",
+            "3",
+            "--run-dir",
+            str(run),
+        ],
+        run / "01_finetune" / "train",
+        signal.SIGTERM,
+        tmp_path,
+    )
     assert r.returncode == 143, (r.returncode, r.stderr[-3000:])
     assert r.stderr.strip().splitlines()[-1] == "yoloslim: interrupted"
     assert not out.exists() and not (run / "report.md").exists()
@@ -322,10 +442,12 @@ def test_a_signal_during_training_ends_the_run_interrupted_with_no_output(tmp_pa
 
 
 def test_outputs_get_the_users_umask(tmp_path):
-    from yoloslim.checkpoint import atomic_write_bytes
+    from yoloslim.files import atomic_write_bytes
 
-    code = (f"import os; os.umask(0o027); from yoloslim.checkpoint import atomic_write_bytes; "
-            f"atomic_write_bytes({str(tmp_path / 'b.bin')!r}, b'x')")
+    code = (
+        f"import os; os.umask(0o027); from yoloslim.files import atomic_write_bytes; "
+        f"atomic_write_bytes({str(tmp_path / 'b.bin')!r}, b'x')"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env=subprocess_env())
     atomic_write_bytes(tmp_path / "a.bin", b"x")
     umask = os.umask(0)
@@ -354,11 +476,14 @@ def test_a_failed_checkpoint_write_leaves_the_previous_file_whole(tmp_path, monk
 
 def test_a_huge_error_message_is_cut_to_one_short_line(tmp_path, tiny_ckpt, tiny_data):
     bomb = tmp_path / "bomb.yaml"
-    bomb.write_text('a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
-                    'c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n'
-                    'e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nstages: [*e]\n')
-    r = run_main("compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(bomb), "--out",
-                 str(tmp_path / "run"))
+    bomb.write_text(
+        'a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+        "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+        "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nstages: [*e]\n"
+    )
+    r = run_main(
+        "compress", str(tiny_ckpt), "--data", str(tiny_data), "--recipe", str(bomb), "--out", str(tmp_path / "run")
+    )
     assert_one_line_error(r, "bomb.yaml")
     assert len(r.stderr) < 5000
 

@@ -121,9 +121,16 @@ def score(reference: Sequence[np.ndarray], low_conf: Sequence[np.ndarray], conf:
     else:  # the reference found nothing: agreeing means finding nothing either
         map50_95 = map50 = 1.0 if n_cand == 0 else 0.0
     f1 = 1.0 if n_ref + n_cand == 0 else 2 * matched / (n_ref + n_cand)
-    return Agreement(map50_95=map50_95, map50=map50, f1=f1, precision=matched / n_cand if n_cand else 1.0,
-                     recall=matched / n_ref if n_ref else 1.0, reference_boxes=n_ref, candidate_boxes=n_cand,
-                     images=len(reference))
+    return Agreement(
+        map50_95=map50_95,
+        map50=map50,
+        f1=f1,
+        precision=matched / n_cand if n_cand else 1.0,
+        recall=matched / n_ref if n_ref else 1.0,
+        reference_boxes=n_ref,
+        candidate_boxes=n_cand,
+        images=len(reference),
+    )
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, nc: int, conf: float = REFERENCE_CONF) -> Agreement:
@@ -138,14 +145,20 @@ def compare(reference: np.ndarray, candidate: np.ndarray, nc: int, conf: float =
     return score(decode(reference, nc, conf=conf), decode(candidate, nc, conf=MAP_CONF), conf)
 
 
-def measure_agreement(reference: Callable[[np.ndarray], Any], candidates: Sequence[Callable[[np.ndarray], Any]],
-                      images: Sequence[np.ndarray], nc: int, conf: float = REFERENCE_CONF) -> list[Agreement]:
-    """Agreement of each candidate runner with the reference runner on preprocessed images.
+def measure_agreement(
+    reference: Callable[[np.ndarray], Any],
+    candidates: Sequence[Callable[[np.ndarray], Any]],
+    images: Sequence[np.ndarray],
+    nc: int,
+    conf: float = REFERENCE_CONF,
+) -> list[Agreement]:
+    """Agreement of each candidate runtime with the reference runtime on preprocessed images.
 
     Args:
-        reference: Runner of the FP32 original (float32 NCHW batch in, raw output out). It may also be one of the
-            ``candidates`` (the original's own row): each runner runs once per image.
-        candidates: Runners of the models to score.
+        reference: Runtime of the FP32 original (float32 NCHW batch in, raw output out;
+            :data:`yoloslim.measurement.Runtime`). It may also be one of the ``candidates`` (the original's own
+            row): each runtime runs once per image.
+        candidates: Runtimes of the models to score.
         images: Letterboxed ``(1, 3, H, W)`` float32 batches, one image each.
         nc: Number of classes (both models must have it).
         conf: Deployment threshold.
@@ -163,7 +176,7 @@ def measure_agreement(reference: Callable[[np.ndarray], Any], candidates: Sequen
 
 
 def _first(output: Any) -> np.ndarray:
-    """The first output of a runner as a numpy array (runners return an array, a list of outputs, or a tensor)."""
+    """The first output of a runtime as a numpy array (runtimes return an array, a list of outputs, or a tensor)."""
     while isinstance(output, (list, tuple)):
         output = output[0]
     if hasattr(output, "detach"):

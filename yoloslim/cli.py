@@ -17,7 +17,8 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def _offline_defaults() -> None:
@@ -27,12 +28,16 @@ def _offline_defaults() -> None:
     os.environ.setdefault("YOLO_VERBOSE", "True")
 
 
-_REFERENCE_HELP = ("the FP32 original: every model also gets its agreement with it (mAP50-95, F1@0.5 against its "
-                   "detections); default on a split without labels: the first model")
+_REFERENCE_HELP = (
+    "the FP32 original: every model also gets its agreement with it (mAP50-95, F1@0.5 against its "
+    "detections); default on a split without labels: the first model"
+)
 
 
-_TRUST_HELP = ("unpickle checkpoints without the safe-load allowlist: only for files whose origin you trust, as "
-               "loading them can run code they contain (also YOLOSLIM_TRUST_CHECKPOINTS=1)")
+_TRUST_HELP = (
+    "unpickle checkpoints without the safe-load allowlist: only for files whose origin you trust, as "
+    "loading them can run code they contain (also YOLOSLIM_TRUST_CHECKPOINTS=1)"
+)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -48,23 +53,33 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = [_common()]
 
-    c = sub.add_parser("compress", parents=common,
-                       help="run a recipe on a checkpoint and report original vs compressed",
-                       description="Run the recipe's stages in order, write each stage's checkpoint or artifact, "
-                                   "then measure the original and every artifact and write report.md/report.json.")
+    c = sub.add_parser(
+        "compress",
+        parents=common,
+        help="run a recipe on a checkpoint and report original vs compressed",
+        description="Run the recipe's stages in order, write each stage's checkpoint or artifact, "
+        "then measure the original and every artifact and write report.md/report.json.",
+    )
     c.add_argument("model", help="Ultralytics detection checkpoint (.pt)")
     c.add_argument("--data", required=True, help="dataset YAML the model was trained on")
     c.add_argument("--recipe", required=True, help="recipe YAML (see recipes/)")
-    c.add_argument("--out", help="run directory (default runs/slim/<recipe name>, numbered if taken; an earlier "
-                                 "run's directory is cleaned before reuse)")
+    c.add_argument(
+        "--out",
+        help="run directory (default runs/slim/<recipe name>, numbered if taken; an earlier "
+        "run's directory is cleaned before reuse)",
+    )
     c.add_argument("--imgsz", type=int, help="image size (default: the checkpoint's training size)")
     c.add_argument("--device", default="cpu", help="training device, as in Ultralytics (cpu, 0, 0,1)")
     c.add_argument("--split", help="split for mAP (default test if present, else val)")
     c.add_argument("--threads", type=int, default=2, help="CPU threads for latency (default 2)")
     c.add_argument("--runs", type=int, default=50, help="timed runs per artifact (default 50)")
 
-    m = sub.add_parser("measure", parents=common, help="measure mAP, params, GFLOPs, size and latency of models",
-                       description="Measure .pt and .onnx models with the same harness, latency interleaved.")
+    m = sub.add_parser(
+        "measure",
+        parents=common,
+        help="measure mAP, params, GFLOPs, size and latency of models",
+        description="Measure .pt and .onnx models with the same harness, latency interleaved.",
+    )
     m.add_argument("models", nargs="+", help="checkpoints or exported models")
     m.add_argument("--data", required=True, help="dataset YAML")
     m.add_argument("--imgsz", type=int, help="image size (default: the first checkpoint's training size)")
@@ -74,10 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--json", help="also write the results to this JSON file")
     m.add_argument("--reference", help=_REFERENCE_HELP)
 
-    b = sub.add_parser("bench", parents=common,
-                       help="one table and a Pareto plot of accuracy vs latency for several models",
-                       description="Measure every model with the same harness in one process (latency interleaved) "
-                                   "and write bench.md, bench.json and pareto.png (mAP50-95 vs latency p50).")
+    b = sub.add_parser(
+        "bench",
+        parents=common,
+        help="one table and a Pareto plot of accuracy vs latency for several models",
+        description="Measure every model with the same harness in one process (latency interleaved) "
+        "and write bench.md, bench.json and pareto.png (mAP50-95 vs latency p50).",
+    )
     b.add_argument("models", nargs="+", help="checkpoints or exported models (any format a runtime plugin opens)")
     b.add_argument("--data", required=True, help="dataset YAML")
     b.add_argument("--out", default="runs/bench", help="output folder (default runs/bench)")
@@ -87,17 +105,39 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--runs", type=int, default=50, help="timed runs per model (default 50)")
     b.add_argument("--reference", help=_REFERENCE_HELP)
 
-    e = sub.add_parser("export", parents=common, help="export a checkpoint through the export plugins",
-                       description="Export a checkpoint to a deployment format via the yoloslim_export hook.")
+    e = sub.add_parser(
+        "export",
+        parents=common,
+        help="export a checkpoint through the export plugins",
+        description="Export a checkpoint to a deployment format via the yoloslim_export hook.",
+    )
     e.add_argument("model", help="Ultralytics detection checkpoint (.pt)")
     e.add_argument("--format", default="onnx", help="format name (see 'yoloslim plugins'), default onnx")
     e.add_argument("--out", required=True, help="output file")
     e.add_argument("--imgsz", type=int, help="image size (default: the checkpoint's training size)")
-    e.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="format option for the export plugin, repeatable (e.g. dynamic=true, batch=4, opset=17)")
+    e.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="format option for the export plugin, repeatable (e.g. dynamic=true, batch=4, opset=17)",
+    )
 
-    sub.add_parser("plugins", help="list loaded plugins, their package, version, hooks and stage types",
-                   description="List loaded plugins and those that failed to load.")
+    pl = sub.add_parser(
+        "plugins",
+        help="list loaded plugins, their package, version, hooks and stage types",
+        description="List loaded plugins and those that failed to load.",
+    )
+    pl.add_argument(
+        "--verbose",
+        action="store_true",
+        dest="list_options",
+        help="also every stage type's options: type, default, range or choices, help",
+    )
+    pl.add_argument(
+        "--markdown", action="store_true", help="print the stage types' options as markdown (docs/stage-options.md)"
+    )
     _add_stage_commands(sub)
     return p
 
@@ -106,7 +146,6 @@ def _add_stage_commands(sub: Any) -> None:
     """Add one subcommand per plugin stage type (``yoloslim prune ...``), its flags from the stage's options."""
     from yoloslim.errors import YoloslimError
     from yoloslim.plugins import get_plugin_manager
-    from yoloslim.recipe import REQUIRED
 
     try:
         stage_types = get_plugin_manager().stage_types()
@@ -116,36 +155,83 @@ def _add_stage_commands(sub: Any) -> None:
     for st in stage_types.values():
         if st.name in _BUILTIN_COMMANDS:
             continue
-        p = sub.add_parser(st.name, parents=[_common()], help=st.help or f"run the '{st.name}' stage alone",
-                           description=f"{st.help or st.name}. Runs a one-stage recipe, writes the result to --out "
-                                       "and a report comparing it with the original into the run directory.")
+        trains = (
+            "; Ultralytics training arguments follow as key=value words (lr0=0.0005 batch=16)"
+            if st.accepts_training
+            else ""
+        )
+        p = sub.add_parser(
+            st.name,
+            parents=[_common()],
+            help=st.help or f"run the '{st.name}' stage alone",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            description=f"{st.help or st.name}. Runs a one-stage recipe, writes the result to --out "
+            f"and a report comparing it with the original into the run directory{trains}.",
+            epilog=_train_epilog(st) if st.accepts_training else None,
+        )
         p.add_argument("model", help="Ultralytics detection checkpoint (.pt)")
         p.add_argument("--data", required=True, help="dataset YAML the model was trained on")
         p.add_argument("--out", required=True, help="output file")
         p.add_argument("--imgsz", type=int, help="image size (default: the checkpoint's training size)")
         p.add_argument("--device", default="cpu", help="training device, as in Ultralytics (cpu, 0, 0,1)")
-        p.add_argument("--run-dir", help="where stage outputs and the report go (default runs/slim/<stage>, "
-                                         "numbered if taken)")
+        p.add_argument(
+            "--run-dir", help="where stage outputs and the report go (default runs/slim/<stage>, numbered if taken)"
+        )
         p.add_argument("--threads", type=int, default=2, help="CPU threads for latency (default 2)")
         p.add_argument("--runs", type=int, default=50, help="timed runs per artifact (default 50)")
-        if st.trains:
-            p.add_argument(f"--{st.epochs_flag}", dest="stage_epochs", type=int, default=st.default_epochs, metavar="N",
-                           help=f"fine-tuning epochs (default {st.default_epochs})")
-        for name, opt in st.options.items():
-            flag = f"--{name.replace('_', '-')}"
-            kwargs: dict[str, Any] = {"dest": f"opt_{name}", "help": opt.help}
-            types = opt.type if isinstance(opt.type, tuple) else (opt.type,)
-            if bool in types:
-                kwargs["action"] = argparse.BooleanOptionalAction
-            else:
-                kwargs["type"] = next((t for t in (int, float) if t in types), str)
-                kwargs["metavar"] = name.upper()
-            if opt.choices:
-                kwargs["choices"] = list(opt.choices)
-            kwargs["required"] = opt.default is REQUIRED
-            kwargs["default"] = None
-            p.add_argument(flag, **kwargs)
-        p.set_defaults(stage_type=st.name)
+        if st.accepts_training:
+            p.add_argument(
+                f"--{st.epochs_flag}",
+                dest="stage_epochs",
+                type=int,
+                default=st.default_epochs,
+                metavar="N",
+                help=f"{st.epochs_help} (default {st.default_epochs})",
+            )
+        for name, spec in st.specs.items():
+            p.add_argument(f"--{name.replace('_', '-')}", **_flag(name, spec))
+        p.set_defaults(stage_type=st.name, accepts_training=st.accepts_training)
+
+
+def _flag(name: str, spec: Any) -> dict[str, Any]:
+    """argparse keywords of one option's flag, from its declaration (type, choices, range, default in the help)."""
+    extra = [f"default {spec.default_text()}"] if not spec.required else []
+    if spec.range_text():
+        extra.append(spec.range_text())
+    kwargs: dict[str, Any] = {
+        "dest": f"opt_{name}",
+        "default": None,
+        "required": spec.required,
+        "help": f"{spec.help} ({'; '.join(extra)})" if extra else spec.help,
+    }
+    if bool in spec.types:
+        kwargs["action"] = argparse.BooleanOptionalAction
+        return kwargs
+    scalar = next((t for t in (int, float, str) if t in spec.types), None)
+    kwargs["type"] = scalar or _yaml_value  # a list/dict-only option is written as YAML ('[1, 5]')
+    kwargs["metavar"] = name.upper()
+    if spec.choices:
+        kwargs["choices"] = list(spec.choices)
+        kwargs.pop("metavar")
+    return kwargs
+
+
+def _yaml_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _train_epilog(st: Any) -> str:
+    lines = ["training: batch, optimizer and augmentation are inherited from the checkpoint's own training; "]
+    if st.train_defaults:
+        lines.append(
+            "this stage trains with "
+            + ", ".join(f"{k}={v}" for k, v in st.train_defaults.items())
+            + " unless you set them; "
+        )
+    lines.append("any Ultralytics training argument may follow as key=value (see 'yolo cfg').")
+    return "".join(lines)
 
 
 EXIT_TARGET_MISSED = 3  # the run finished and wrote its outputs, but a target it was given (e.g. a budget) was missed
@@ -153,25 +239,41 @@ _BUILTIN_COMMANDS = {"compress", "measure", "bench", "export", "plugins"}
 
 
 def _cmd_stage(a: argparse.Namespace) -> int:
-    from yoloslim.checkpoint import atomic_copy
     from yoloslim.errors import RecipeError
+    from yoloslim.files import atomic_copy
     from yoloslim.outputs import check_output_file
     from yoloslim.pipeline import compress, input_files
     from yoloslim.plugins import get_plugin_manager
-    from yoloslim.recipe import parse_recipe
+    from yoloslim.recipe import parse_recipe, parse_train_words
 
     pm = get_plugin_manager()
     stage: dict[str, Any] = {"type": a.stage_type}
     stage.update({k[4:]: v for k, v in vars(a).items() if k.startswith("opt_") and v is not None})
     if getattr(a, "stage_epochs", None) is not None:
         stage["epochs"] = a.stage_epochs
+    if a.train_words:
+        if not a.accepts_training:
+            raise RecipeError(
+                f"{a.stage_type}: does not train, so it takes no training arguments "
+                f"({' '.join(a.train_words)[:200]}); remove them"
+            )
+        stage["train"] = parse_train_words(a.train_words, a.stage_type)
     try:
         recipe = parse_recipe({"name": a.stage_type, "stages": [stage]}, pm.stage_types(), None, pm.failed)
     except RecipeError as e:  # name the subcommand, not the one-stage recipe built from its flags
         raise RecipeError(str(e).replace(f"<recipe>: stage 1 ({a.stage_type}): ", f"{a.stage_type}: ", 1)) from None
     check_output_file(a.out, [a.model, a.data, *input_files(recipe)])
-    r = compress(a.model, a.data, recipe, out=a.run_dir, imgsz=a.imgsz, device=a.device, threads=a.threads,
-                 runs=a.runs, plugins=pm)
+    r = compress(
+        a.model,
+        a.data,
+        recipe,
+        out=a.run_dir,
+        imgsz=a.imgsz,
+        device=a.device,
+        threads=a.threads,
+        runs=a.runs,
+        plugins=pm,
+    )
     out = atomic_copy(r.artifacts[-1][1], a.out)
     print(r.report_md.read_text(encoding="utf-8"))
     print(f"{a.stage_type}: {out}  (report: {r.report_md})")
@@ -188,35 +290,53 @@ def _missed(lines: list[str]) -> int:
 def _cmd_compress(a: argparse.Namespace) -> int:
     from yoloslim.pipeline import compress
 
-    r = compress(a.model, a.data, a.recipe, out=a.out, imgsz=a.imgsz, device=a.device, split=a.split,
-                 threads=a.threads, runs=a.runs)
+    r = compress(
+        a.model,
+        a.data,
+        a.recipe,
+        out=a.out,
+        imgsz=a.imgsz,
+        device=a.device,
+        split=a.split,
+        threads=a.threads,
+        runs=a.runs,
+    )
     print(r.report_md.read_text(encoding="utf-8"))
     print(f"report: {r.report_md}  {r.report_json}")
     return _missed(r.missed)
 
 
 def _cmd_measure(a: argparse.Namespace) -> int:
-    from yoloslim.measure import format_table
+    from yoloslim.measurement import format_table
     from yoloslim.outputs import check_output_file
     from yoloslim.pipeline import measure_models
 
     if a.json:
         check_output_file(a.json, [*a.models, a.data, *([a.reference] if a.reference else [])], "--json")
-    results = measure_models(a.models, a.data, imgsz=a.imgsz, split=a.split, threads=a.threads, runs=a.runs,
-                             json_path=a.json, reference=a.reference)
+    results = measure_models(
+        a.models,
+        a.data,
+        imgsz=a.imgsz,
+        split=a.split,
+        threads=a.threads,
+        runs=a.runs,
+        json_path=a.json,
+        reference=a.reference,
+    )
     print(format_table(results))
     return 0
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
-    from yoloslim.measure import format_table
+    from yoloslim.measurement import format_table
     from yoloslim.outputs import check_output_dir
     from yoloslim.pipeline import measure_models
     from yoloslim.report import write_bench
 
     check_output_dir(a.out, [*a.models, a.data, *([a.reference] if a.reference else [])])
-    results = measure_models(a.models, a.data, imgsz=a.imgsz, split=a.split, threads=a.threads, runs=a.runs,
-                             reference=a.reference)
+    results = measure_models(
+        a.models, a.data, imgsz=a.imgsz, split=a.split, threads=a.threads, runs=a.runs, reference=a.reference
+    )
     md, js, plot = write_bench(a.out, results, {"models": [str(m) for m in a.models], "data": str(a.data)})
     print(format_table(results))
     print(f"bench: {md}  {js}" + (f"  {plot}" if plot else ""))
@@ -226,12 +346,11 @@ def _cmd_bench(a: argparse.Namespace) -> int:
 def _cmd_export(a: argparse.Namespace) -> int:
     import yaml
 
+    from yoloslim.checkpoint import load_checkpoint
     from yoloslim.context import SlimContext
-    from yoloslim.dataset_checks import check_imgsz
     from yoloslim.errors import ExportError
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim.measurement import check_imgsz, model_stride
     from yoloslim.outputs import check_output_file
-    from yoloslim.measure import model_stride
     from yoloslim.pipeline import default_imgsz
 
     options: dict[str, Any] = {}
@@ -249,9 +368,13 @@ def _cmd_export(a: argparse.Namespace) -> int:
 
 
 def _cmd_plugins(a: argparse.Namespace) -> int:
+    from yoloslim.options import describe_stage_type, markdown_reference
     from yoloslim.plugins import get_plugin_manager
 
     pm = get_plugin_manager()
+    if a.markdown:
+        print(markdown_reference(pm.stage_types()), end="")
+        return 0
     if pm.unmatched:
         print(pm.allowlist_message())
     for info in pm.info():
@@ -259,6 +382,10 @@ def _cmd_plugins(a: argparse.Namespace) -> int:
         print(f"    hooks: {', '.join(info.hooks) or '-'}")
         if info.stage_types:
             print(f"    stage types: {', '.join(info.stage_types)}")
+            if a.list_options:
+                for name in info.stage_types:
+                    for line in describe_stage_type(pm.stage_types()[name]):
+                        print(f"      {line}")
     for name, err in pm.failed.items():
         print(f"{name}  FAILED TO LOAD: {err}")
     return 0
@@ -281,12 +408,17 @@ def _run(argv: list[str]) -> int:
     from yoloslim import signals
 
     try:
-        args = _parser().parse_args(argv)
+        args = _parse(argv)
         from yoloslim.errors import YoloslimError, storage_error
         from yoloslim.trust import trust_scope
 
-        handlers = {"compress": _cmd_compress, "measure": _cmd_measure, "bench": _cmd_bench, "export": _cmd_export,
-                    "plugins": _cmd_plugins}
+        handlers = {
+            "compress": _cmd_compress,
+            "measure": _cmd_measure,
+            "bench": _cmd_bench,
+            "export": _cmd_export,
+            "plugins": _cmd_plugins,
+        }
         handler = handlers.get(args.command, _cmd_stage)
         try:
             with trust_scope(True if getattr(args, "trust_checkpoint", False) else None):
@@ -308,6 +440,18 @@ def _run(argv: list[str]) -> int:
         signum = getattr(e, "signum", None) or signals.received() or signal.SIGINT
         print("yoloslim: interrupted", file=sys.stderr)
         return signals.exit_status(signum)
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; a stage command keeps its ``key=value`` words (training arguments) in ``train_words``."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    stage_command = getattr(args, "stage_type", None) is not None
+    unknown = [w for w in extra if not stage_command or w.startswith("-") or "=" not in w]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.train_words = extra if stage_command else []
+    return args
 
 
 _MAX_MESSAGE = 600

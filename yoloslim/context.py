@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from yoloslim.errors import ExportError
 from yoloslim.recipe import Stage
@@ -77,6 +79,45 @@ class SlimContext:
             )
         return Path(path)
 
+    def finetune(
+        self,
+        model: Any,
+        checkpoint: str | Path,
+        *,
+        epochs: int | None = None,
+        train: dict[str, Any] | None = None,
+        train_args: dict[str, Any] | None = None,
+        name: str = "train",
+    ) -> Path:
+        """Fine-tune ``model`` with the core's trainer (every plugin's training hooks fire); return its best checkpoint.
+
+        This is what the core does after a ``"model"`` stage's transform; a stage that trains on its own terms (an
+        artifact stage's quantization-aware training, iterative prune-then-train rounds) calls it.
+
+        Args:
+            model: The model to train as it is (e.g. a pruned ``DetectionModel``; it is not rebuilt from a YAML).
+            checkpoint: The checkpoint ``model`` came from (recorded as Ultralytics' ``model`` argument).
+            epochs: Epochs (default: the current stage's ``epochs``).
+            train: Ultralytics training arguments on top of the stage's ``train`` (which already holds the stage
+                type's ``train_defaults``, the recipe's and the command line's).
+            train_args: The checkpoint's own ``train_args``: batch, optimizer and augmentation are inherited from them
+                (``yoloslim.pipeline.INHERITED_TRAIN_ARGS``); the stage's arguments win.
+            name: Folder of the Ultralytics run inside the stage directory (``<stage_dir>/<name>/weights/...``).
+
+        Returns:
+            The run's ``best.pt`` (``last.pt`` when no best was saved). ``last.pt`` beside it is the resumable state.
+        """
+        from yoloslim.pipeline import finetune
+
+        if self.stage is None:
+            raise RuntimeError("SlimContext.finetune needs a current stage (ctx.stage)")
+        stage = self.stage
+        if epochs is not None or train:
+            stage = dataclasses.replace(
+                stage, epochs=stage.epochs if epochs is None else epochs, train={**stage.train, **(train or {})}
+            )
+        return finetune(model, stage, self, Path(checkpoint), train_args, name=name)
+
     # --- DDP round trip -------------------------------------------------------------------------
 
     def to_json(self) -> str:
@@ -102,7 +143,7 @@ class SlimContext:
             data=d["data"],
             imgsz=d["imgsz"],
             device=d["device"],
-            stage=Stage.from_dict(d["stage"]) if d["stage"] else None,
+            stage=Stage.from_dict(d["stage"]) if d["stage"] else None,  # options rebuilt from the plugins
             stage_dir=Path(d["stage_dir"]) if d["stage_dir"] else None,
             recipe_path=d["recipe_path"],
         )

@@ -24,19 +24,24 @@ def is_end2end(shape: tuple[int, ...], nc: int) -> bool:
         ModelError: If the shape is neither layout.
     """
     if len(shape) != 3:
-        raise ModelError(f"output shape {tuple(shape)} is not a detection head's: expected (batch, {4 + nc}, anchors) "
-                         "or the NMS-free (batch, k, 6)")
+        raise ModelError(
+            f"output shape {tuple(shape)} is not a detection head's: expected (batch, {4 + nc}, anchors) "
+            "or the NMS-free (batch, k, 6)"
+        )
     if shape[1] == 4 + nc:
         return False
     if shape[2] == 6:
         return True
-    raise ModelError(f"output shape {tuple(shape)} is not a detection head's for {nc} classes: expected "
-                     f"(batch, {4 + nc}, anchors) or the NMS-free (batch, k, 6); export a detection model without "
-                     "embedded NMS (nms=None or nms=False)")
+    raise ModelError(
+        f"output shape {tuple(shape)} is not a detection head's for {nc} classes: expected "
+        f"(batch, {4 + nc}, anchors) or the NMS-free (batch, k, 6); export a detection model without "
+        "embedded NMS (nms=None or nms=False)"
+    )
 
 
-def decode(raw: np.ndarray, nc: int, conf: float = 0.25, iou: float = 0.7, max_det: int = 300,
-           end2end: bool | None = None) -> list[np.ndarray]:
+def decode(
+    raw: np.ndarray, nc: int, conf: float = 0.25, iou: float = 0.7, max_det: int = 300, end2end: bool | None = None
+) -> list[np.ndarray]:
     """Detections per image from a raw output of either layout.
 
     Args:
@@ -66,6 +71,7 @@ def decode(raw: np.ndarray, nc: int, conf: float = 0.25, iou: float = 0.7, max_d
 
     # Ultralytics' NMS gives up after 2 s + 0.05 s per image and silently drops the images it did not reach (a busy
     # CPU, conf 0.001): no time limit here, every image is decoded.
-    kept = non_max_suppression(torch.from_numpy(raw), conf_thres=conf, iou_thres=iou, max_det=max_det, nc=nc,
-                               max_time_img=1e6)
+    kept = non_max_suppression(
+        torch.from_numpy(raw), conf_thres=conf, iou_thres=iou, max_det=max_det, nc=nc, max_time_img=1e6
+    )
     return [k.numpy().astype(np.float32) for k in kept]

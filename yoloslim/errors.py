@@ -36,13 +36,34 @@ class StorageError(YoloslimError):
     """Writing a file failed because the disk is full, read-only, or not writable by this user."""
 
 
-_STORAGE_ERRNOS = {"ENOSPC": "no space left on device", "EROFS": "read-only file system", "EACCES": "permission denied",
-                   "EPERM": "permission denied", "EDQUOT": "disk quota exceeded"}
+def one_line(error: BaseException) -> str:
+    """Return the first non-empty line of an exception's message (Ultralytics' messages span lines and emojis).
+
+    Args:
+        error: Any exception, typically one raised by Ultralytics, torch or PyYAML.
+
+    Returns:
+        The first non-empty line, stripped; the exception's type name when the message is empty.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+_STORAGE_ERRNOS = {
+    "ENOSPC": "no space left on device",
+    "EROFS": "read-only file system",
+    "EACCES": "permission denied",
+    "EPERM": "permission denied",
+    "EDQUOT": "disk quota exceeded",
+}
 # Text of errors that wrap a failed write without its errno (torch.save's zip writer, C++ streams).
-_STORAGE_TEXT = (("no space left on device", "no space left on device"), ("disk quota exceeded", "disk quota exceeded"),
-                 ("read-only file system", "read-only file system"),
-                 ("file write failed", "a file write failed (most often: no space left on device)"),
-                 ("failed writing file", "a file write failed (most often: no space left on device)"))
+_STORAGE_TEXT = (
+    ("no space left on device", "no space left on device"),
+    ("disk quota exceeded", "disk quota exceeded"),
+    ("read-only file system", "read-only file system"),
+    ("file write failed", "a file write failed (most often: no space left on device)"),
+    ("failed writing file", "a file write failed (most often: no space left on device)"),
+)
 
 
 def storage_error(exc: BaseException) -> StorageError | None:

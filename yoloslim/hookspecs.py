@@ -12,8 +12,8 @@ Calling conventions, as in pluggy:
 - Other hooks call every implementation and collect the results.
 - Every hook receives ``ctx``, the :class:`yoloslim.context.SlimContext` of the run: run directory,
   the current stage (``ctx.stage``, ``None`` outside a recipe), the dataset YAML, image size,
-  device, a ``state`` dict shared by all plugins for the duration of the run, and ``ctx.export``
-  / ``ctx.logger``. Plugins keep per-run state on ``ctx.state`` or on the model, never in module
+  device, a ``state`` dict shared by all plugins for the duration of the run, and ``ctx.export``,
+  ``ctx.finetune`` and ``ctx.logger``. Plugins keep per-run state on ``ctx.state`` or on the model, never in module
   globals: under multi-GPU training each rank rebuilds ``ctx`` and the plugin set from scratch.
 - An exception raised inside a hook stops the run with a :class:`yoloslim.errors.PluginError` that
   names the plugin and the hook; raise a :class:`yoloslim.errors.YoloslimError` subclass yourself
@@ -21,6 +21,14 @@ Calling conventions, as in pluggy:
 
 Training-loop hooks fire in *every* training stage, whichever plugin owns the stage; a plugin acts
 only when ``ctx.stage`` (or what it put into ``ctx.state`` earlier) concerns it.
+
+Every moment of a ``"model"`` stage has one hook, in this order: :func:`yoloslim_check_stage` (before any stage
+runs), :func:`yoloslim_transform_model`, then, when the stage has epochs, :func:`yoloslim_train_start`,
+:func:`yoloslim_batch_start` / :func:`yoloslim_extra_loss` / :func:`yoloslim_after_optimizer_step` per batch,
+:func:`yoloslim_epoch_end`, :func:`yoloslim_model_to_save` at each checkpoint write, :func:`yoloslim_train_end`;
+then :func:`yoloslim_finalize_model` once, :func:`yoloslim_model_to_save` for the single write of the stage's
+output, and after the last stage :func:`yoloslim_report_columns` per measured row. An ``"artifact"`` stage has
+:func:`yoloslim_check_stage` and :func:`yoloslim_build_artifact` (which may train through ``ctx.finetune``).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ if TYPE_CHECKING:
     import torch
 
     from yoloslim.context import SlimContext
-    from yoloslim.measure import Measurement
+    from yoloslim.measurement import Measurement
     from yoloslim.recipe import Stage, StageType
 
 hookspec = pluggy.HookspecMarker("yoloslim")
@@ -52,7 +60,7 @@ def yoloslim_stage_types() -> list[StageType]:
     Called once when the plugin manager is built, before any recipe is read. Each
     :class:`yoloslim.recipe.StageType` names the stage (``"prune"``), its options with their types
     and defaults, whether the core fine-tunes the model after the stage's transform
-    (``trains=True``, which also allows the common ``epochs`` and ``train`` keys) and what the
+    (``accepts_training=True``, which also allows the common ``epochs`` and ``train`` keys) and what the
     stage produces (``"model"``: a checkpoint; ``"artifact"``: a file built by
     :func:`yoloslim_build_artifact`). Recipes are validated against the union of all declared
     types before any work starts; two plugins declaring the same name is an error.
@@ -111,10 +119,37 @@ def yoloslim_model_to_save(model: torch.nn.Module, ctx: SlimContext) -> torch.nn
     """Return the model to serialize in place of ``model``, or ``None`` to leave it as it is.
 
     Fires every time a checkpoint is written (each epoch's ``last.pt``/``best.pt`` and a stage's
-    output). Implementations are *chained*: each receives what the previous one returned. Use it
+    output); it must not change what the model computes (that is :func:`yoloslim_finalize_model`'s job,
+    once). Implementations are *chained*: each receives what the previous one returned. Use it
     to strip training-only parts (a teacher, adapters, pruning masks made permanent) so the saved
     file is a plain Ultralytics checkpoint. Do not modify ``model`` in place; return a new module
     (the live model keeps training).
+    """
+
+
+@hookspec
+def yoloslim_finalize_model(model: torch.nn.Module, stage: Stage, ctx: SlimContext) -> torch.nn.Module | None:
+    """Act once on a stage's final model, just before the stage's output is written; return the model to write.
+
+    The one right place for end-of-training transforms: removing the channels a sparsity regulariser drove to zero,
+    making pruning masks permanent, folding fake quantizers. Fires once per ``"model"`` stage, after the stage's
+    fine-tuning (``ctx.trainer`` is ``None`` again) or, for a stage without epochs, right after its transform.
+    ``model`` is a float32 ``DetectionModel`` on the CPU:
+
+    - with epochs: the model of the fine-tuning run's ``best.pt`` (the EMA weights of the epoch with the best
+      validation fitness, as Ultralytics picks it; ``last.pt`` if no best was written), already passed through
+      :func:`yoloslim_model_to_save`;
+    - without epochs: the model :func:`yoloslim_transform_model` returned.
+
+    Implementations are *chained* like :func:`yoloslim_model_to_save`: the owner of ``stage.type`` (or a plugin
+    whose ``ctx.state`` says it acted in this stage) returns the model to write -- a new one, or ``model`` itself
+    changed in place (the model is this hook's to change; Torch-Pruning prunes in place) -- and every other plugin
+    returns ``None``. The result
+    goes through :func:`yoloslim_model_to_save` once more and is written once, as ``<stage_dir>/<stage name>.pt``:
+    the file the next stage reads and the report measures. The training run's own files stay as training wrote
+    them, each consistent with itself: ``train/weights/last.pt`` is the resumable state (model and optimizer
+    agree), and ``best.pt`` and ``results.csv`` describe the model before this hook. Artifact stages do not fire
+    it; they build their file in :func:`yoloslim_build_artifact`.
     """
 
 
@@ -150,6 +185,10 @@ def yoloslim_extra_loss(
     the core multiplies it by the batch size as Ultralytics does for its own terms, adds it to the
     loss, and logs it by name in the progress bar and ``results.csv``. Names must be unique across
     plugins and stable from the first batch on. Return ``None`` or ``{}`` for no terms.
+
+    A term that does not depend on the images (a regulariser on weights: L1 on BatchNorm gammas, L2-SP) is
+    returned as it is, e.g. ``{"bn_l1": weight * sum(|gamma|)}``: being multiplied by the batch size like
+    every item, it weighs per image exactly as much as the detection loss does, whatever the batch size.
     """
 
 
@@ -227,6 +266,9 @@ def yoloslim_open_runtime(path: Path, threads: int, device: str) -> Any | None:
 def yoloslim_report_columns(measurement: Measurement, ctx: SlimContext) -> dict[str, Any] | None:
     """Return extra report columns for one measured artifact (e.g. ``{"sparsity": 0.5}``).
 
-    Fires once per row of the report, after measurement. Values must be JSON-serializable; the
-    union of all columns appears in ``report.md`` and ``report.json``.
+    Fires once per row of the report, after measurement; ``measurement.stage`` names the recipe stage that
+    produced the row's file (``None`` for the original and its baselines) and ``measurement.source`` the file it
+    was built from. Values must be JSON-serializable; the union of all columns appears in ``report.md`` and
+    ``report.json``. Leave a key out of a row where the column does not apply: the table prints ``-`` for a
+    missing key (and for a ``None`` value) and the JSON row has no such key.
     """

@@ -15,8 +15,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from yoloslim.checkpoint import pid_alive, remove_stale_temp
 from yoloslim.errors import StorageError, YoloslimError
+from yoloslim.files import pid_alive, remove_stale_temp
 
 MARKER = ".yoloslim-run"
 LOCK = ".yoloslim-run.lock"
@@ -57,8 +57,9 @@ def check_output_file(out: str | Path, inputs: list[str | Path], what: str = "--
     target = _resolved(out)
     for i in inputs:
         if _same_file(target, _resolved(i)):
-            raise OutputError(f"{what} '{out}' is an input of this command and would be overwritten; "
-                              f"write the output to another path")
+            raise OutputError(
+                f"{what} '{out}' is an input of this command and would be overwritten; write the output to another path"
+            )
     if target.is_dir():
         raise OutputError(f"{what} '{out}' is a folder; pass a file name, e.g. {Path(out) / 'model.pt'}")
     check_writable_folder(target.parent, what)
@@ -76,8 +77,10 @@ def check_output_dir(out: str | Path, inputs: list[str | Path], what: str = "--o
     for i in inputs:
         src = _resolved(i)
         if _same_file(target, src) or target in src.parents:
-            raise OutputError(f"{what} '{out}' contains '{i}', an input of this command, which the run could "
-                              f"overwrite; choose a run folder that holds none of the inputs")
+            raise OutputError(
+                f"{what} '{out}' contains '{i}', an input of this command, which the run could "
+                f"overwrite; choose a run folder that holds none of the inputs"
+            )
     if target.exists() and not target.is_dir():
         raise OutputError(f"{what} '{out}' is a file; pass a folder for the run's outputs")
     check_writable_folder(target, what)
@@ -98,8 +101,10 @@ def check_writable_folder(folder: str | Path, what: str = "--out") -> None:
     if not existing.is_dir():
         raise StorageError(f"{what}: cannot create '{folder}': '{existing}' is a file; choose another path")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise StorageError(f"{what}: '{existing}' is not writable (permission denied or a read-only file system); "
-                           f"choose a writable path")
+        raise StorageError(
+            f"{what}: '{existing}' is not writable (permission denied or a read-only file system); "
+            f"choose a writable path"
+        )
 
 
 def check_free_space(folder: str | Path, needed: int, what: str = "--out") -> None:
@@ -107,8 +112,10 @@ def check_free_space(folder: str | Path, needed: int, what: str = "--out") -> No
     existing = _existing_ancestor(_resolved(folder))
     free = shutil.disk_usage(existing).free
     if free < needed:
-        raise StorageError(f"{what}: only {free / 2**20:.0f} MiB free on the disk of '{existing}', about "
-                           f"{needed / 2**20:.0f} MiB needed; free some space or choose another disk")
+        raise StorageError(
+            f"{what}: only {free / 2**20:.0f} MiB free on the disk of '{existing}', about "
+            f"{needed / 2**20:.0f} MiB needed; free some space or choose another disk"
+        )
 
 
 def _take_lock(folder: Path) -> Path:
@@ -122,8 +129,10 @@ def _take_lock(folder: Path) -> Path:
             except (OSError, ValueError):
                 pid = 0
             if pid and pid != os.getpid() and pid_alive(pid):
-                raise OutputError(f"run directory '{folder}' is in use by a running yoloslim (process {pid}); "
-                                  f"wait for it or choose another --out") from None
+                raise OutputError(
+                    f"run directory '{folder}' is in use by a running yoloslim (process {pid}); "
+                    f"wait for it or choose another --out"
+                ) from None
             lock.unlink(missing_ok=True)  # left by a killed run
             continue
         with os.fdopen(fd, "w") as f:
@@ -153,8 +162,9 @@ def run_directory(out: str | Path | None, default: str | Path) -> Iterator[Path]
             each created with an exclusive ``mkdir``, so two runs started together never share one.
 
     A named folder that exists is reused only if an earlier yoloslim run made it (it has the ``.yoloslim-run``
-    marker, or the ``report.json`` of a run from before the marker) and no running process holds it: the earlier run's stage folders and report are removed first, so the
-    folder never mixes two runs. Any other non-empty folder is refused.
+    marker, or the ``report.json`` of a run from before the marker) and no running process holds it: the earlier
+    run's stage folders and report are removed first, so the folder never mixes two runs. Any other non-empty
+    folder is refused.
 
     Yields:
         The run directory (as a path relative to where it was named).
@@ -182,8 +192,10 @@ def run_directory(out: str | Path | None, default: str | Path) -> Iterator[Path]
         others = [p for p in folder.iterdir() if p.name not in (LOCK, MARKER)]
         ours = marker.exists() or (folder / "report.json").is_file()  # report.json: a run from before the marker
         if others and not ours:
-            raise OutputError(f"--out '{folder}' already holds files that no yoloslim run wrote; pass a new or "
-                              f"empty folder (yoloslim would mix its outputs with them)")
+            raise OutputError(
+                f"--out '{folder}' already holds files that no yoloslim run wrote; pass a new or "
+                f"empty folder (yoloslim would mix its outputs with them)"
+            )
         if others:
             _clean_previous_run(folder)
         marker.touch()

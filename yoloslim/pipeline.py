@@ -7,20 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yoloslim.checkpoint import atomic_copy, save_checkpoint
+from yoloslim.checkpoint import load_checkpoint, save_checkpoint
 from yoloslim.context import SlimContext
-from yoloslim.dataset_checks import (
-    check_class_names,
-    check_images,
-    check_imgsz,
-    check_labels,
-    check_runs,
-    check_split,
-    check_threads,
-)
+from yoloslim.dataset import check_class_names, check_dataset, check_images, check_labels, check_split, has_labels
 from yoloslim.errors import ModelError, PluginError
-from yoloslim.measure import Measurement, measure, model_stride
-from yoloslim.model_io import check_dataset, has_labels, load_checkpoint
+from yoloslim.files import atomic_copy
+from yoloslim.measurement import Measurement, check_imgsz, check_runs, check_threads, measure, model_stride
+from yoloslim.options import options_dict
 from yoloslim.outputs import run_directory
 from yoloslim.plugins import PluginManager, get_plugin_manager
 from yoloslim.recipe import Recipe, Stage, load_recipe
@@ -69,8 +62,10 @@ def model_imgsz(path: str | Path, fallback: int = 640) -> int:
         try:
             dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
         except Exception as e:  # protobuf's DecodeError, an empty graph: the file is not an ONNX model
-            raise ModelError(f"{path}: not a loadable ONNX model ({type(e).__name__}); re-export it "
-                             f"(yoloslim export MODEL.pt --out {path.name})") from e
+            raise ModelError(
+                f"{path}: not a loadable ONNX model ({type(e).__name__}); re-export it "
+                f"(yoloslim export MODEL.pt --out {path.name})"
+            ) from e
         if len(dims) == 4 and dims[2].dim_value > 0:
             return int(dims[2].dim_value)
     return fallback
@@ -91,7 +86,7 @@ def input_files(rec: Recipe) -> list[Path]:
     """Files a recipe's stages read: every string option that names an existing file (a teacher, a calibration list)."""
     files = []
     for stage in rec.stages:
-        for value in stage.options.values():
+        for value in options_dict(stage.options).values():
             if isinstance(value, str) and value and Path(value).exists():
                 files.append(Path(value))
     return files
@@ -100,14 +95,42 @@ def input_files(rec: Recipe) -> list[Path]:
 # Training arguments a fine-tune inherits from the checkpoint's own training, so it sees the data the
 # way the model was trained (augmentation, optimizer, batch); the recipe's `train` overrides them.
 INHERITED_TRAIN_ARGS = (
-    "batch", "nbs", "optimizer", "momentum", "weight_decay", "cos_lr", "mosaic", "mixup", "cutmix", "copy_paste",
-    "close_mosaic", "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
-    "fliplr", "erasing", "box", "cls", "dfl",
+    "batch",
+    "nbs",
+    "optimizer",
+    "momentum",
+    "weight_decay",
+    "cos_lr",
+    "mosaic",
+    "mixup",
+    "cutmix",
+    "copy_paste",
+    "close_mosaic",
+    "hsv_h",
+    "hsv_s",
+    "hsv_v",
+    "degrees",
+    "translate",
+    "scale",
+    "shear",
+    "perspective",
+    "flipud",
+    "fliplr",
+    "erasing",
+    "box",
+    "cls",
+    "dfl",
 )
 
 
-def finetune(model: Any, stage: Stage, ctx: SlimContext, checkpoint: Path,
-             train_args: dict[str, Any] | None = None) -> Path:
+def finetune(
+    model: Any,
+    stage: Stage,
+    ctx: SlimContext,
+    checkpoint: Path,
+    train_args: dict[str, Any] | None = None,
+    name: str = "train",
+) -> Path:
     """Fine-tune ``model`` with SlimTrainer for ``stage.epochs`` and return its best checkpoint.
 
     Args:
@@ -116,6 +139,9 @@ def finetune(model: Any, stage: Stage, ctx: SlimContext, checkpoint: Path,
         ctx: The run context.
         checkpoint: The checkpoint ``model`` came from (recorded as Ultralytics' ``model`` argument).
         train_args: The checkpoint's own ``train_args``; the keys in ``INHERITED_TRAIN_ARGS`` are reused.
+        name: Folder of the Ultralytics run inside ``ctx.stage_dir``.
+
+    Plugins call it as :meth:`yoloslim.SlimContext.finetune`.
     """
     from yoloslim.trainer import SlimTrainer
 
@@ -130,7 +156,7 @@ def finetune(model: Any, stage: Stage, ctx: SlimContext, checkpoint: Path,
         "epochs": stage.epochs,
         "device": ctx.device,
         "project": str(ctx.stage_dir),
-        "name": "train",
+        "name": name,
         "exist_ok": True,
     }
     trainer = SlimTrainer(overrides=overrides, model=model, ctx=ctx)
@@ -160,16 +186,26 @@ def run_stage(stage: Stage, current: Path, ctx: SlimContext) -> Path:
     new = pm.call("yoloslim_transform_model", model=model, stage=stage, ctx=ctx)
     model = model if new is None else new
     out = ctx.stage_dir / f"{stage.name}.pt"
+    train_args = {**(ckpt.get("train_args") or {}), "data": str(ctx.data), "imgsz": ctx.imgsz}
+    trained = None
     if stage.epochs > 0:
-        atomic_copy(finetune(model, stage, ctx, current, ckpt.get("train_args")), out)
-    else:
-        model = pm.chain("yoloslim_model_to_save", model, "model", ctx=ctx)
-        save_checkpoint(
-            model,
-            out,
-            train_args={**(ckpt.get("train_args") or {}), "data": str(ctx.data), "imgsz": ctx.imgsz},
-            yoloslim={"stage": stage.to_dict(), "source": str(current)},
-        )
+        trained = finetune(model, stage, ctx, current, ckpt.get("train_args"))
+        model, best = load_checkpoint(trained)  # the model best.pt holds, as yoloslim_model_to_save left it
+        train_args = best.get("train_args") or train_args
+    final, acted = pm.chain_acted("yoloslim_finalize_model", model, "model", stage=stage, ctx=ctx)
+    if trained is not None and not acted:  # nothing to finalize: the run's best.pt is the stage's output
+        atomic_copy(trained, out)
+        return out
+    save_checkpoint(
+        pm.chain("yoloslim_model_to_save", final, "model", ctx=ctx),
+        out,
+        train_args=train_args,
+        yoloslim={
+            "stage": stage.to_dict(),
+            "source": str(Path(current).resolve()),
+            **({"finalized_from": str(Path(trained).resolve())} if trained is not None else {}),
+        },
+    )
     return out
 
 
@@ -219,9 +255,18 @@ def compress(
             return _run(model, data, rec, ctx, run_dir, split, labelled, threads, runs)
 
 
-def _preflight(model: str | Path, data: str | Path, recipe: str | Path | Recipe, out: str | Path | None,
-               imgsz: int | None, device: str, split: str | None, threads: int, runs: int,
-               pm: PluginManager) -> tuple[SlimContext, Recipe, bool, str]:
+def _preflight(
+    model: str | Path,
+    data: str | Path,
+    recipe: str | Path | Recipe,
+    out: str | Path | None,
+    imgsz: int | None,
+    device: str,
+    split: str | None,
+    threads: int,
+    runs: int,
+    pm: PluginManager,
+) -> tuple[SlimContext, Recipe, bool, str]:
     """Check everything the run will need before the first stage: nothing is written if a check fails."""
     from yoloslim.outputs import check_free_space, check_output_dir, check_writable_folder
 
@@ -232,8 +277,9 @@ def _preflight(model: str | Path, data: str | Path, recipe: str | Path | Recipe,
     check_classes(ckpt, data_dict, model, data)
     check_threads(threads)
     check_runs(runs)
-    imgsz = check_imgsz(imgsz if imgsz is not None else (rec.train.get("imgsz") or default_imgsz(ckpt)),
-                        model_stride(net))
+    imgsz = check_imgsz(
+        imgsz if imgsz is not None else (rec.train.get("imgsz") or default_imgsz(ckpt)), model_stride(net)
+    )
     split = check_split(data_dict, default_split(data_dict, split), data)
     trains = [s for s in rec.stages if s.epochs > 0]
     for name in dict.fromkeys([split, *(("train", "val") if trains else ())]):
@@ -247,8 +293,14 @@ def _preflight(model: str | Path, data: str | Path, recipe: str | Path | Recipe,
     # The first artifact is about the original's size; baselines, stage checkpoints and a training run's last/best
     # need a few times that.
     check_free_space(out or "runs/slim", 4 * model.stat().st_size + 64 * 2**20)
-    ctx = SlimContext(run_dir=Path(out or Path("runs/slim") / rec.name).resolve(), data=str(Path(data).resolve()),
-                      imgsz=imgsz, device=device, recipe_path=str(rec.path) if rec.path else None, plugins=pm)
+    ctx = SlimContext(
+        run_dir=Path(out or Path("runs/slim") / rec.name).resolve(),
+        data=str(Path(data).resolve()),
+        imgsz=imgsz,
+        device=device,
+        recipe_path=str(rec.path) if rec.path else None,
+        plugins=pm,
+    )
     for stage in rec.stages:
         ctx.stage = stage
         pm.call("yoloslim_check_stage", stage=stage, ctx=ctx)
@@ -256,20 +308,31 @@ def _preflight(model: str | Path, data: str | Path, recipe: str | Path | Recipe,
     return ctx, rec, has_labels(data_dict, split), split
 
 
-def _run(model: Path, data: str | Path, rec: Recipe, ctx: SlimContext, run_dir: Path, split: str, labelled: bool,
-         threads: int, runs: int) -> CompressResult:
+def _run(
+    model: Path,
+    data: str | Path,
+    rec: Recipe,
+    ctx: SlimContext,
+    run_dir: Path,
+    split: str,
+    labelled: bool,
+    threads: int,
+    runs: int,
+) -> CompressResult:
     """Run the checked recipe in ``run_dir``: stages, baselines, measurement, report."""
     pm = ctx.get_plugins()
     imgsz = ctx.imgsz
     LOGGER.info("compressing %s with recipe '%s' (%d stages) into %s", model, rec.name, len(rec.stages), run_dir)
 
     artifacts: list[tuple[str, Path]] = [("original", model)]
+    origin: dict[str, tuple[str | None, Path | None]] = {"original": (None, None)}  # row -> (stage, built from)
     current = model
     for stage in rec.stages:
         ctx.stage, ctx.stage_dir = stage, ctx.run_dir / f"{stage.index + 1:02d}_{stage.name}"
         LOGGER.info("stage %d/%d: %s (%s)", stage.index + 1, len(rec.stages), stage.name, stage.type)
         path = run_stage(stage, current, ctx)
         artifacts.append((stage.name, path))
+        origin[stage.name] = (stage.name, current)
         if stage.produces == "model":
             current = path
     ctx.stage, ctx.stage_dir = None, None
@@ -278,19 +341,40 @@ def _run(model: Path, data: str | Path, rec: Recipe, ctx: SlimContext, run_dir: 
     rows = [artifacts[0], *extra, *artifacts[1:]]
     reference = next((p for _, p in extra if p.suffix == ".onnx"), model)  # the FP32 ONNX when there is one
     opener = runtime_opener(pm)
-    results = measure([p for _, p in rows], data, imgsz=imgsz, split=split, threads=threads, runs=runs,
-                      runtime_opener=opener, names=[n for n, _ in rows], accuracy=labelled,
-                      reference=None if labelled else reference)
+    results = measure(
+        [p for _, p in rows],
+        data,
+        imgsz=imgsz,
+        split=split,
+        threads=threads,
+        runs=runs,
+        runtime_opener=opener,
+        names=[n for n, _ in rows],
+        accuracy=labelled,
+        reference=None if labelled else reference,
+    )
+    for m in results:
+        stage_name, built_from = origin.get(m.name, (None, model))  # a baseline is exported from the original
+        m.stage, m.source = stage_name, str(Path(built_from).resolve()) if built_from is not None else None
     for m in results:
         for cols in pm.call("yoloslim_report_columns", measurement=m, ctx=ctx):
             m.extra.update(cols or {})
     missed = list(ctx.state.get("missed") or [])
-    md, js = write_report(run_dir, results, meta={
-        "model": str(model), "data": str(data), "recipe": rec.name,
-        "recipe_path": str(rec.path) if rec.path else None, "imgsz": imgsz, "split": split,
-        "quality": "mAP (labels)" if labelled else f"agreement with the FP32 original ({Path(reference).name})",
-        "stages": [s.to_dict() for s in rec.stages], "missed": missed,
-    })
+    md, js = write_report(
+        run_dir,
+        results,
+        meta={
+            "model": str(model),
+            "data": str(data),
+            "recipe": rec.name,
+            "recipe_path": str(rec.path) if rec.path else None,
+            "imgsz": imgsz,
+            "split": split,
+            "quality": "mAP (labels)" if labelled else f"agreement with the FP32 original ({Path(reference).name})",
+            "stages": [s.to_dict() for s in rec.stages],
+            "missed": missed,
+        },
+    )
     return CompressResult(run_dir, artifacts, results, md, js, missed)
 
 
@@ -301,8 +385,8 @@ def baselines(model: Path, artifacts: list[Path], ctx: SlimContext) -> list[tupl
     format other than the original's, the original is exported to it (default, FP32 options) into
     ``<run dir>/00_original/``. A format the export plugins cannot produce here is left without a baseline (logged).
     """
+    from yoloslim.checkpoint import model_format
     from yoloslim.errors import YoloslimError
-    from yoloslim.model_io import model_format
 
     rows = []
     for fmt in dict.fromkeys(model_format(p) for p in artifacts):
@@ -344,7 +428,7 @@ def measure_models(
     On a split without labels there is no mAP: every model gets its agreement with ``reference`` (default: the
     first model, the FP32 original) instead. A ``reference`` given on a labelled split adds agreement to the mAP.
 
-    The options and the dataset are checked before any model is measured (``yoloslim.dataset_checks``): threads
+    The options and the dataset are checked before any model is measured (``yoloslim.dataset``): threads
     and runs >= 1, the split defined by the YAML, imgsz > 0 and a multiple of every model's stride, every label
     file and image of the split, and every model's classes against the dataset's. ``trust``: unpickle ``.pt`` files
     without the safe-load allowlist (``None``: ``YOLOSLIM_TRUST_CHECKPOINTS``; see :mod:`yoloslim.trust`).
@@ -358,10 +442,18 @@ def measure_models(
         return _measure_models(list(models), data, imgsz, split, threads, runs, json_path, pm, reference)
 
 
-def _measure_models(models: list[str | Path], data: str | Path, imgsz: int | None, split: str | None, threads: int,
-                    runs: int, json_path: str | Path | None, pm: PluginManager,
-                    reference: str | Path | None) -> list[Measurement]:
-    from yoloslim.measure import write_json
+def _measure_models(
+    models: list[str | Path],
+    data: str | Path,
+    imgsz: int | None,
+    split: str | None,
+    threads: int,
+    runs: int,
+    json_path: str | Path | None,
+    pm: PluginManager,
+    reference: str | Path | None,
+) -> list[Measurement]:
+    from yoloslim.measurement import write_json
 
     check_threads(threads)
     check_runs(runs)
@@ -372,8 +464,17 @@ def _measure_models(models: list[str | Path], data: str | Path, imgsz: int | Non
     if not labelled and reference is None:
         reference = models[0]
         LOGGER.info("the '%s' split has no labels: measuring agreement with %s, not mAP", split, reference)
-    results = measure(list(models), data, imgsz=imgsz, split=split, threads=threads, runs=runs,
-                      runtime_opener=runtime_opener(pm), accuracy=labelled, reference=reference)
+    results = measure(
+        list(models),
+        data,
+        imgsz=imgsz,
+        split=split,
+        threads=threads,
+        runs=runs,
+        runtime_opener=runtime_opener(pm),
+        accuracy=labelled,
+        reference=reference,
+    )
     if json_path:
         write_json(results, json_path)
     return results

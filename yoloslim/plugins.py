@@ -22,7 +22,6 @@ import dataclasses
 import importlib.metadata
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -69,8 +68,9 @@ def _hook_error(plugin: str, hook: str, e: BaseException) -> YoloslimError:
     if stored is not None:  # the disk, not the plugin: disabling it would not help
         return stored
     if isinstance(e, SystemExit):
-        return PluginError(f"plugin '{plugin}' called sys.exit({short_repr(e.code)}) in {hook}; "
-                           f"{_disable_hint(plugin)}")
+        return PluginError(
+            f"plugin '{plugin}' called sys.exit({short_repr(e.code)}) in {hook}; {_disable_hint(plugin)}"
+        )
     return PluginError(f"plugin '{plugin}' raised in {hook}: {_reason(e)}; {_disable_hint(plugin)}")
 
 
@@ -122,8 +122,9 @@ class PluginManager:
             try:
                 plugin = ep.load()
                 dist = getattr(ep, "dist", None)
-                self.register(plugin, ep.name, package=dist.name if dist else "?",
-                              version=dist.version if dist else "?")
+                self.register(
+                    plugin, ep.name, package=dist.name if dist else "?", version=dist.version if dist else "?"
+                )
             except (KeyboardInterrupt, GeneratorExit):
                 raise
             except PluginError as e:  # breaks the hook contract or its stage types: leave it out, keep the others
@@ -140,10 +141,13 @@ class PluginManager:
         if not self.unmatched:
             return ""
         names = ", ".join(f"'{n}'" for n in self.unmatched)
-        which = ("which no installed plugin provides" if len(self.unmatched) == 1
-                 else "which no installed plugins provide")
-        return (f"YOLOSLIM_PLUGINS names {names}, {which}; installed: {', '.join(self.installed) or 'none'}; "
-                "fix the names or unset YOLOSLIM_PLUGINS")
+        which = (
+            "which no installed plugin provides" if len(self.unmatched) == 1 else "which no installed plugins provide"
+        )
+        return (
+            f"YOLOSLIM_PLUGINS names {names}, {which}; installed: {', '.join(self.installed) or 'none'}; "
+            "fix the names or unset YOLOSLIM_PLUGINS"
+        )
 
     def register(self, plugin: Any, name: str, package: str = "", version: str = "") -> None:
         """Register a plugin module or object under ``name``.
@@ -165,8 +169,9 @@ class PluginManager:
             if isinstance(e, (KeyboardInterrupt, GeneratorExit, PluginError)):
                 raise
             if isinstance(e, pluggy.PluginValidationError):
-                raise PluginError(f"plugin '{name}' does not match the yoloslim hook contract: "
-                                  f"{' '.join(str(e).split())}") from None
+                raise PluginError(
+                    f"plugin '{name}' does not match the yoloslim hook contract: {' '.join(str(e).split())}"
+                ) from None
             raise PluginError(f"plugin '{name}' could not be registered: {_reason(e)}") from e
         if not package:
             mod = getattr(plugin, "__module__", None) or getattr(plugin, "__name__", "")
@@ -188,27 +193,31 @@ class PluginManager:
             raise PluginError(f"plugin '{name}' raised in yoloslim_stage_types: {_reason(e)}") from e
         types = [] if result is None else result
         if not isinstance(types, (list, tuple)) or not all(isinstance(st, StageType) for st in types):
-            raise PluginError(f"plugin '{name}': yoloslim_stage_types returned {short_repr(result)}, "
-                              "not a list of yoloslim.recipe.StageType")
-        return [self._guard_check(name, st) for st in types]
+            raise PluginError(
+                f"plugin '{name}': yoloslim_stage_types returned {short_repr(result)}, "
+                "not a list of yoloslim.recipe.StageType"
+            )
+        return [self._check_declaration(name, st) for st in types]
 
     @staticmethod
-    def _guard_check(plugin: str, st: StageType) -> StageType:
-        """``st`` with its ``check`` wrapped so that a bug in it (not a ValueError) names the plugin."""
-        check = st.check
-        if check is None:
-            return st
+    def _check_declaration(plugin: str, st: StageType) -> StageType:
+        """``st`` if its options declaration can be read (see :mod:`yoloslim.options`), else PluginError naming it."""
+        from collections.abc import Mapping
 
-        def guarded(options: dict[str, Any], epochs: int, _check: Callable[..., None] = check) -> None:
-            try:
-                _check(options, epochs)
-            except (ValueError, YoloslimError, KeyboardInterrupt, GeneratorExit):
-                raise
-            except BaseException as e:  # noqa: BLE001
-                raise PluginError(f"stage type '{st.name}': its check raised {_reason(e)}; "
-                                  f"{_disable_hint(plugin)}") from e
-
-        return dataclasses.replace(st, check=guarded)
+        try:
+            st.specs  # noqa: B018 - reads and checks the declaration
+        except PluginError as e:
+            raise PluginError(f"plugin '{plugin}': stage type '{st.name}': {e}") from None
+        except Exception as e:  # noqa: BLE001 - a declaration typing.get_type_hints cannot read
+            raise PluginError(
+                f"plugin '{plugin}': stage type '{st.name}': its options declaration cannot be read ({_reason(e)})"
+            ) from None
+        if not isinstance(st.train_defaults, Mapping):
+            raise PluginError(
+                f"plugin '{plugin}': stage type '{st.name}': train_defaults must be a mapping of "
+                f"Ultralytics training arguments, got {short_repr(st.train_defaults)}"
+            )
+        return dataclasses.replace(st, plugin=plugin)
 
     def info(self) -> list[PluginInfo]:
         """Return what is loaded: name, package, version, implemented hooks, stage types."""
@@ -284,6 +293,15 @@ class PluginManager:
         Raises:
             StorageError, PluginError: As :meth:`call`.
         """
+        return self.chain_acted(hook, value, arg, **kwargs)[0]
+
+    def chain_acted(self, hook: str, value: Any, arg: str, **kwargs: Any) -> tuple[Any, bool]:
+        """As :meth:`chain`, and whether any implementation returned something (it may have changed ``value`` in place).
+
+        Raises:
+            StorageError, PluginError: As :meth:`call`.
+        """
+        acted = False
         for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
             args = {**kwargs, arg: value}
             try:
@@ -293,8 +311,8 @@ class PluginManager:
                     raise
                 raise _hook_error(impl.plugin_name, hook, e) from e
             if result is not None:
-                value = result
-        return value
+                value, acted = result, True
+        return value, acted
 
 
 def _find_plugin(tb: TracebackType | None, impls: list[Any]) -> str:

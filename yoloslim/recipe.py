@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import reprlib
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from yoloslim.errors import PluginError, RecipeError, YoloslimError
+from yoloslim.options import NoOptions, OptionSpec, build_options, option_specs, options_dict
 
 # Keys every stage may have; ``epochs``/``train`` only where the stage type trains.
 _COMMON_KEYS = {"type", "name"}
@@ -85,11 +86,13 @@ def safe_yaml_load(text: str, source: str, error: type[YoloslimError] = RecipeEr
         return yaml.load(text, Loader=_NoAliasSafeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         if isinstance(e, yaml.composer.ComposerError) and e.problem == "found an alias":
-            raise error(f"{source}: uses YAML aliases (&/*), which yoloslim does not accept; "
-                        "write the values out") from None
+            raise error(
+                f"{source}: uses YAML aliases (&/*), which yoloslim does not accept; write the values out"
+            ) from None
         mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
-        first = (f"line {mark.line + 1}: {problem}" if mark and problem
-                 else (str(e).splitlines() or [type(e).__name__])[0])
+        first = (
+            f"line {mark.line + 1}: {problem}" if mark and problem else (str(e).splitlines() or [type(e).__name__])[0]
+        )
         raise error(f"{source}: not valid YAML ({_cut(first)}); fix the syntax") from None
     except RecursionError:
         raise error(f"{source}: YAML nested too deeply; write a flat document") from None
@@ -104,51 +107,57 @@ def _check_plain_name(name: Any, what: str, fix: str) -> str:
 
 
 @dataclass(frozen=True)
-class Option:
-    """One option of a stage type.
-
-    Attributes:
-        type: Python type (or tuple of types) the YAML value must have; ``float`` also accepts ints.
-        default: Value used when the recipe omits the key; ``REQUIRED`` makes the key mandatory.
-        help: One line shown by ``yoloslim plugins``.
-        choices: Allowed values, if restricted.
-    """
-
-    type: type | tuple[type, ...]
-    default: Any = None
-    help: str = ""
-    choices: tuple[Any, ...] | None = None
-
-
-REQUIRED = object()
-
-
-@dataclass(frozen=True)
 class StageType:
     """A stage a plugin handles, as returned by ``yoloslim_stage_types``.
 
     Attributes:
-        name: Stage type used as ``type:`` in recipes.
-        options: Option name to :class:`Option`.
-        trains: Whether the core fine-tunes with SlimTrainer after the transform.
-        default_epochs: Fine-tuning epochs when the recipe gives none (only if ``trains``).
+        name: Stage type used as ``type:`` in recipes and as the name of its CLI subcommand.
+        options: The options dataclass (fields declared with :func:`yoloslim.option`, see :mod:`yoloslim.options`);
+            ``stage.options`` is an instance of it, checked. Its optional ``check(self, epochs)`` method holds the
+            rules that combine options; it runs while the recipe is validated, before any work.
+        accepts_training: Whether the stage may fine-tune: it accepts the ``epochs`` and ``train`` keys (and
+            ``key=value`` training arguments on its subcommand). A ``"model"`` stage with ``epochs`` > 0 is
+            fine-tuned by the core after its transform; an ``"artifact"`` stage that trains (e.g. quantization-aware
+            training) calls :meth:`yoloslim.SlimContext.finetune` itself.
+        default_epochs: Fine-tuning epochs when the recipe gives none (only if ``accepts_training``).
+        train_defaults: Ultralytics training arguments this stage type trains with unless the recipe or the command
+            line sets them (e.g. ``{"lr0": 1e-5, "warmup_epochs": 0}`` for quantization-aware training). They override
+            what the stage inherits from the checkpoint's own training (batch, optimizer, augmentation).
         produces: ``"model"`` (a checkpoint) or ``"artifact"`` (a file from ``yoloslim_build_artifact``).
         help: One line describing the stage.
         epochs_flag: Name of the epochs flag of the stage's own CLI subcommand (e.g. ``finetune-epochs``).
-        check: Optional validator ``check(options, epochs)`` called with the stage's options (defaults filled
-            in) and its fine-tuning epochs while the recipe is validated, before any work starts; it raises
-            ``ValueError`` or ``RecipeError`` naming the conflict and the fix (e.g. two options that exclude
-            each other).
+        epochs_help: Help of that flag (what the epochs are for in this stage).
+        plugin: The plugin that declared the stage type (set by the plugin manager; named when its ``check`` fails).
     """
 
     name: str
-    options: dict[str, Option] = field(default_factory=dict)
-    trains: bool = False
+    options: type = NoOptions
+    accepts_training: bool = False
     default_epochs: int = 0
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
     produces: str = "model"
     help: str = ""
     epochs_flag: str = "epochs"
-    check: Callable[[dict[str, Any], int], None] | None = None
+    epochs_help: str = "fine-tuning epochs"
+    plugin: str | None = None
+
+    @property
+    def specs(self) -> dict[str, OptionSpec]:
+        """The declared options, by name (see :func:`yoloslim.options.option_specs`)."""
+        return option_specs(self.options)
+
+    def parse(self, raw: Mapping[str, Any], epochs: int = 0, where: str = "") -> Any:
+        """Check ``raw`` option values against the declaration and return the options instance.
+
+        Args:
+            raw: Option name to value (missing keys take their defaults).
+            epochs: The stage's fine-tuning epochs, for the options' ``check``.
+            where: Prefix of error messages.
+
+        Raises:
+            RecipeError: On a bad value, a missing required key, or a conflict the options' ``check`` finds.
+        """
+        return build_options(self.options, raw, epochs, where, self.plugin)
 
 
 @dataclass
@@ -159,35 +168,46 @@ class Stage:
         index: 0-based position in the recipe.
         type: Stage type name.
         name: Display name (defaults to the type).
-        options: Declared options with defaults filled in.
+        options: The stage type's options instance, every value checked and defaults filled in.
         epochs: Fine-tuning epochs (0 for stages that do not train).
-        train: Ultralytics train arguments for this stage (recipe-level merged with stage-level).
+        train: Ultralytics train arguments for this stage: the stage type's ``train_defaults``, then the recipe's
+            top-level ``train``, then the stage's own ``train`` (and ``key=value`` on the command line).
         produces: ``"model"`` or ``"artifact"``.
     """
 
     index: int
     type: str
     name: str
-    options: dict[str, Any]
+    options: Any
     epochs: int = 0
     train: dict[str, Any] = field(default_factory=dict)
     produces: str = "model"
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serializable form (used to rebuild the stage inside DDP ranks)."""
+        """Return a JSON-serializable form (written to reports; used to rebuild the stage inside DDP ranks)."""
         return {
             "index": self.index,
             "type": self.type,
             "name": self.name,
-            "options": self.options,
+            "options": options_dict(self.options),
             "epochs": self.epochs,
             "train": self.train,
             "produces": self.produces,
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Stage:
-        """Inverse of :meth:`to_dict`."""
+    def from_dict(cls, d: dict[str, Any], stage_types: Mapping[str, StageType] | None = None) -> Stage:
+        """Inverse of :meth:`to_dict`; the options are rebuilt from ``stage_types`` (default: the loaded plugins')."""
+        d = dict(d)
+        if isinstance(d.get("options"), Mapping):
+            if stage_types is None:
+                from yoloslim.plugins import get_plugin_manager
+
+                stage_types = get_plugin_manager().stage_types()
+            st = stage_types.get(d["type"])
+            if st is None:
+                raise PluginError(f"stage '{d['name']}': no loaded plugin declares stage type '{d['type']}'")
+            d["options"] = st.parse(d["options"], d.get("epochs", 0), f"stage '{d['name']}'")
         return cls(**d)
 
 
@@ -199,26 +219,6 @@ class Recipe:
     name: str
     stages: list[Stage]
     train: dict[str, Any] = field(default_factory=dict)
-
-
-def _type_name(t: type | tuple[type, ...]) -> str:
-    if isinstance(t, tuple):
-        return " or ".join(x.__name__ for x in t)
-    return t.__name__
-
-
-def _check_value(value: Any, opt: Option) -> Any:
-    """Return ``value`` converted to the option's type, or raise ValueError with the reason."""
-    types = opt.type if isinstance(opt.type, tuple) else (opt.type,)
-    if isinstance(value, bool) and bool not in types:
-        raise ValueError(f"expected {_type_name(opt.type)}, got bool {short_repr(value)}")
-    if float in types and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, types):
-        raise ValueError(f"expected {_type_name(opt.type)}, got {type(value).__name__} {short_repr(value)}")
-    if opt.choices is not None and value not in opt.choices:
-        raise ValueError(f"expected one of {_cut(repr(list(opt.choices)))}, got {short_repr(value)}")
-    return value
 
 
 _RESERVED_TRAIN_KEYS = {"model", "data", "epochs", "device", "project", "name", "mode", "task", "resume"}
@@ -250,8 +250,33 @@ def _expected_train_value(key: str) -> str | None:
     return None
 
 
-def _check_train_args(args: Any, where: str, stage_level: bool = False) -> dict[str, Any]:
+_CLI_HINT = {
+    "epochs": "use the command's epochs flag (see --help)",
+    "data": "use --data",
+    "device": "use --device",
+    "imgsz": "use --imgsz (one image size serves training, export and measurement)",
+    "model": "pass the checkpoint as the command's first argument",
+    "project": "use --run-dir",
+    "name": "use --run-dir",
+}
+
+
+def _nearest(key: str, keys: Any) -> str:
+    """`` (did you mean 'lr0'?)`` for a near miss of one of ``keys``, else ``""`` (as Ultralytics suggests)."""
+    import difflib
+
+    close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_train_args(args: Any, where: str, stage_level: bool = False, cli: bool = False) -> dict[str, Any]:
     """Validate Ultralytics train arguments: keys against its configuration, values with its ``check_cfg``.
+
+    Args:
+        args: The mapping of arguments (a recipe's ``train`` block, or ``key=value`` words of a command line).
+        where: Prefix of error messages.
+        stage_level: A stage's own block (``imgsz`` is the run's, not a stage's).
+        cli: The arguments came from a command line: errors name them as ``key=`` with the command's flags as fixes.
 
     Returns:
         The arguments, converted as Ultralytics converts them (e.g. ``fraction: 1`` becomes ``1.0``).
@@ -261,17 +286,22 @@ def _check_train_args(args: Any, where: str, stage_level: bool = False) -> dict[
     if args is None:
         return {}
     if not isinstance(args, dict):
-        raise RecipeError(f"{where}: 'train' must be a mapping of Ultralytics train arguments, "
-                          f"got {type(args).__name__} {short_repr(args)}")
+        raise RecipeError(
+            f"{where}: 'train' must be a mapping of Ultralytics train arguments, "
+            f"got {type(args).__name__} {short_repr(args)}"
+        )
     out = {}
     for key, value in args.items():
+        shown = f"'{_cut(str(key))}='" if cli else f"'train.{_cut(str(key))}'"
+        fix = "fix the value on the command line" if cli else "fix the value in the recipe"
         if not isinstance(key, str) or key not in DEFAULT_CFG_DICT:
             raise RecipeError(
-                f"{where}: unknown Ultralytics train argument 'train.{_cut(str(key))}'; "
-                "use a key from 'yolo cfg' (e.g. lr0, batch, imgsz, optimizer)"
+                f"{where}: unknown Ultralytics train argument {shown}{_nearest(str(key), DEFAULT_CFG_DICT)}; "
+                "use a key from 'yolo cfg' (e.g. lr0, batch, optimizer, warmup_epochs)"
             )
         if key in _RESERVED_TRAIN_KEYS or (stage_level and key == "imgsz"):
-            raise RecipeError(f"{where}: 'train.{key}' is set by yoloslim; {_RESERVED_HINT.get(key, '')}".rstrip("; "))
+            hint = _CLI_HINT.get(key, "") if cli else _RESERVED_HINT.get(key, "")
+            raise RecipeError(f"{where}: {shown} is set by yoloslim; {hint}".rstrip("; "))
         checked = {key: value}
         try:
             check_cfg(checked, hard=True)  # Ultralytics' own rules, so a bad value fails here, not after training
@@ -283,13 +313,37 @@ def _check_train_args(args: Any, where: str, stage_level: bool = False) -> dict[
                 problem = f"{got}, which Ultralytics refuses ({_cut(rule.group(0) if rule else str(e))})"
             else:
                 problem = f"expected {expected}, {got}"
-            raise RecipeError(f"{where}: 'train.{key}': {problem}; fix the value in the recipe") from None
+            raise RecipeError(f"{where}: {shown}: {problem}; {fix}") from None
         out[key] = checked[key]
     return out
 
 
-def parse_recipe(raw: Any, stage_types: dict[str, StageType], path: Path | None = None,
-                 failed_plugins: dict[str, str] | None = None) -> Recipe:
+def parse_train_words(words: list[str], where: str) -> dict[str, Any]:
+    """Ultralytics training arguments given as ``key=value`` words on a command line, checked like a recipe's.
+
+    Values are read as Ultralytics reads them (``1e-4`` a float, ``true`` a bool, ``AdamW`` a string).
+
+    Raises:
+        RecipeError: For a word that is not ``key=value``, an unknown key (with the nearest one), a key yoloslim
+            sets itself (with the flag to use), or a value Ultralytics refuses.
+    """
+    from ultralytics.cfg import smart_value
+
+    args: dict[str, Any] = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise RecipeError(
+                f"{where}: unrecognized argument {short_repr(word)}; training arguments are "
+                "key=value words (e.g. lr0=0.0005 warmup_epochs=0), flags start with --"
+            )
+        args[key] = smart_value(value)
+    return _check_train_args(args, where, stage_level=True, cli=True)
+
+
+def parse_recipe(
+    raw: Any, stage_types: dict[str, StageType], path: Path | None = None, failed_plugins: dict[str, str] | None = None
+) -> Recipe:
     """Validate an already-loaded recipe mapping.
 
     Args:
@@ -328,9 +382,11 @@ def parse_recipe(raw: Any, stage_types: dict[str, StageType], path: Path | None 
             raise RecipeError(f"{src}: stage {i + 1} must be a mapping with a 'type' key, got {short_repr(s)}")
         stype = s["type"]
         if not isinstance(stype, str):
-            raise RecipeError(f"{src}: stage {i + 1}: key 'type': expected the name of a stage type, "
-                              f"got {type(stype).__name__} {short_repr(stype)}; "
-                              f"known stage types: {sorted(stage_types)}")
+            raise RecipeError(
+                f"{src}: stage {i + 1}: key 'type': expected the name of a stage type, "
+                f"got {type(stype).__name__} {short_repr(stype)}; "
+                f"known stage types: {sorted(stage_types)}"
+            )
         where = f"{src}: stage {i + 1} ({_cut(stype)})"
         if stype not in stage_types:
             hint = f"known stage types: {sorted(stage_types) or 'none'}"
@@ -339,65 +395,55 @@ def parse_recipe(raw: Any, stage_types: dict[str, StageType], path: Path | None 
                 hint += f"; plugins that failed to load: {failed}"
             raise RecipeError(f"{where}: unknown stage type {short_repr(stype)}; {hint}")
         st = stage_types[stype]
-        allowed = _COMMON_KEYS | set(st.options) | (_TRAIN_KEYS if st.trains else set())
+        specs = st.specs
+        allowed = _COMMON_KEYS | set(specs) | (_TRAIN_KEYS if st.accepts_training else set())
         for key in s:
             if key not in allowed:
                 raise RecipeError(f"{where}: unknown key {short_repr(key)}; allowed keys: {sorted(allowed)}")
-        options = {}
-        for key, opt in st.options.items():
-            if key in s:
-                try:
-                    options[key] = _check_value(s[key], opt)
-                except ValueError as e:
-                    raise RecipeError(f"{where}: key '{key}': {e}") from None
-            elif opt.default is REQUIRED:
-                raise RecipeError(f"{where}: missing required key '{key}' ({opt.help or _type_name(opt.type)})")
-            else:
-                options[key] = opt.default
         epochs = 0
-        if st.trains:
+        if st.accepts_training:
             epochs = s.get("epochs", st.default_epochs)
             if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
                 raise RecipeError(f"{where}: key 'epochs': expected a non-negative int, got {short_repr(epochs)}")
-        if st.check is not None:
-            _run_check(st, options, epochs, where)
-        train = {**recipe_train, **_check_train_args(s.get("train"), where, stage_level=True)}
+        options = st.parse({k: v for k, v in s.items() if k in specs}, epochs, where)
+        train = {
+            **_stage_type_train_defaults(st),
+            **recipe_train,
+            **_check_train_args(s.get("train"), where, stage_level=True),
+        }
         if "name" in s:
             sname = _check_plain_name(s["name"], f"{where}: key 'name'", "it names the stage's folder and report row")
         else:
-            sname = _check_plain_name(stype, f"{where}: the stage type, used as the stage's name,",
-                                      "give the stage a 'name:'")
+            sname = _check_plain_name(
+                stype, f"{where}: the stage type, used as the stage's name,", "give the stage a 'name:'"
+            )
         if sname in _RESERVED_STAGE_NAMES:
-            raise RecipeError(f"{where}: stage name '{sname}' is the report's row of the input model; "
-                              "give the stage another 'name:'")
+            raise RecipeError(
+                f"{where}: stage name '{sname}' is the report's row of the input model; give the stage another 'name:'"
+            )
         if sname in seen:
-            raise RecipeError(f"{where}: stage name '{sname}' is already used by stage {seen[sname] + 1}; "
-                              "give each stage a different 'name:' so the report rows can be told apart")
+            raise RecipeError(
+                f"{where}: stage name '{sname}' is already used by stage {seen[sname] + 1}; "
+                "give each stage a different 'name:' so the report rows can be told apart"
+            )
         seen[sname] = i
         stages.append(Stage(i, stype, sname, options, epochs, train, st.produces))
     return Recipe(path=path, name=name, stages=stages, train=recipe_train)
 
 
-def _run_check(st: StageType, options: dict[str, Any], epochs: int, where: str) -> None:
-    """Run the stage type's ``check``: its ValueError is bad input, anything else a bug of the plugin."""
-    assert st.check is not None
+def _stage_type_train_defaults(st: StageType) -> dict[str, Any]:
+    """The stage type's ``train_defaults``, checked like a recipe's (a bad one is the plugin's bug)."""
+    if not st.train_defaults:
+        return {}
     try:
-        st.check(options, epochs)
-    except (ValueError, RecipeError) as e:  # the plugin's own words, which may quote a user value
-        raise RecipeError(f"{where}: {_cut(str(e), 600)}") from None
-    except YoloslimError as e:  # a check that found a missing teacher (ModelError), a plugin bug (PluginError), ...
-        raise type(e)(f"{where}: {e}") from None
-    except (KeyboardInterrupt, GeneratorExit):
-        raise
-    except BaseException as e:  # noqa: BLE001 - a plugin's bug, sys.exit included, becomes one line
-        raise PluginError(
-            f"{where}: stage type '{st.name}': its check raised {type(e).__name__}: {_cut(str(e), 300)}; "
-            "fix or disable the plugin that declares it"
-        ) from e
+        return _check_train_args(dict(st.train_defaults), f"stage type '{st.name}': train_defaults", stage_level=True)
+    except RecipeError as e:
+        raise PluginError(f"{e}; fix or disable the plugin that declares it") from None
 
 
-def load_recipe(path: str | Path, stage_types: dict[str, StageType],
-                failed_plugins: dict[str, str] | None = None) -> Recipe:
+def load_recipe(
+    path: str | Path, stage_types: dict[str, StageType], failed_plugins: dict[str, str] | None = None
+) -> Recipe:
     """Read and validate a recipe YAML file.
 
     Raises:

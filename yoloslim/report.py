@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import io
 import platform
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from yoloslim.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
-from yoloslim.measure import Measurement, format_table
+from yoloslim.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from yoloslim.measurement import Measurement, format_table, text_cell
 
 PLOT_NAME = "pareto.png"
 
@@ -60,8 +61,11 @@ def pareto_front(measurements: Sequence[Measurement]) -> list[int]:
     Quality is mAP50-95, or agreement mAP50-95 on unlabelled images (:func:`quality`). Rows without a latency or a
     quality are left out.
     """
-    rows = [(m.latency_p50_ms, quality(m), i) for i, m in enumerate(measurements)
-            if m.latency_p50_ms is not None and quality(m) is not None]
+    rows = [
+        (m.latency_p50_ms, quality(m), i)
+        for i, m in enumerate(measurements)
+        if m.latency_p50_ms is not None and quality(m) is not None
+    ]
     front: list[int] = []
     best = float("-inf")
     for _, acc, i in sorted(rows, key=lambda r: (r[0], -r[1])):
@@ -89,15 +93,21 @@ def plot_pareto(measurements: Sequence[Measurement], path: str | Path, title: st
     points = [(i, m) for i, m in enumerate(measurements) if m.latency_p50_ms is not None and quality(m) is not None]
     others = [m for i, m in points if i not in front]
     if others:
-        ax.scatter([m.latency_p50_ms for m in others], [quality(m) for m in others], color="0.55",
-                   label="dominated", zorder=2)
+        ax.scatter(
+            [m.latency_p50_ms for m in others], [quality(m) for m in others], color="0.55", label="dominated", zorder=2
+        )
     fx = [measurements[i].latency_p50_ms for i in front]
     fy = [quality(measurements[i]) for i in front]
     ax.step(fx, fy, where="post", color="tab:red", linewidth=1.2, zorder=1)
     ax.scatter(fx, fy, color="tab:red", label="Pareto front", zorder=3)
     for _, m in points:
-        ax.annotate(f"{m.name} ({m.format})", (m.latency_p50_ms, quality(m)), textcoords="offset points",
-                    xytext=(4, 4), fontsize=7)
+        ax.annotate(
+            f"{m.name} ({m.format})",
+            (m.latency_p50_ms, quality(m)),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=7,
+        )
     base = measurements[0]
     ax.set_xlabel(f"latency p50 (ms, batch 1, {base.threads} threads, {base.device})")
     ax.set_ylabel(f"{quality_label(measurements)} ({base.split or (base.agreement or {}).get('split') or 'val'})")
@@ -117,8 +127,11 @@ def _pareto_section(measurements: Sequence[Measurement], plot: str | None) -> li
     lines = ["## Accuracy vs latency", ""]
     if plot:
         lines += [f"![mAP50-95 vs latency]({plot})", ""]
-    lines += ["Pareto front (no other row is both faster and more accurate), fastest first: "
-              + ", ".join(f"`{measurements[i].name}`" for i in front), ""]
+    lines += [
+        "Pareto front (no other row is both faster and more accurate), fastest first: "
+        + ", ".join(f"`{measurements[i].name}`" for i in front),
+        "",
+    ]
     return lines
 
 
@@ -133,48 +146,65 @@ def render_markdown(measurements: Sequence[Measurement], meta: dict[str, Any], p
     (``plot``: the image's path relative to the report), extra columns."""
     base = measurements[0]
     lines = [f"# yoloslim report: {meta.get('recipe', '')}", ""]
-    lines += [f"- model: `{meta.get('model')}`",
-              f"- data: `{meta.get('data')}` ({meta.get('quality') or 'mAP'} on split `{meta.get('split')}`)",
-              f"- image size: {meta.get('imgsz')}; latency: batch 1, {base.threads} CPU threads, "
-              f"{base.runs} timed runs after warm-up, interleaved across rows", ""]
+    lines += [
+        f"- model: `{meta.get('model')}`",
+        f"- data: `{meta.get('data')}` ({meta.get('quality') or 'mAP'} on split `{meta.get('split')}`)",
+        f"- image size: {meta.get('imgsz')}; latency: batch 1, {base.threads} CPU threads, "
+        f"{base.runs} timed runs after warm-up, interleaved across rows",
+        "",
+    ]
     lines += ["## Measurements", "", format_table(measurements), ""]
-    lines += ["## Against the original, like for like", "",
-              "Each row is compared with the original in its own format (FP32): a `.pt` with the `.pt`, an ONNX "
-              "file with the original exported to FP32 ONNX and timed in the same runtime, so a ratio measures the "
-              "compression, not a change of format.", "",
-              f"| name | against | params | GFLOPs | size | latency p50 | speed-up | {quality_label(measurements)} "
-              "(points) |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Against the original, like for like",
+        "",
+        "Each row is compared with the original in its own format (FP32): a `.pt` with the `.pt`, an ONNX "
+        "file with the original exported to FP32 ONNX and timed in the same runtime, so a ratio measures the "
+        "compression, not a change of format.",
+        "",
+        f"| name | against | params | GFLOPs | size | latency p50 | speed-up | {quality_label(measurements)} "
+        "(points) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for m in measurements:
         ref = like_for_like(measurements, m)
         speed = _ratio(ref.latency_p50_ms, m.latency_p50_ms)
-        lines.append(f"| {m.name} | {ref.name} | {_ratio(m.params, ref.params)} | {_ratio(m.gflops, ref.gflops)} | "
-                     f"{_ratio(m.size_mb, ref.size_mb)} | {_ratio(m.latency_p50_ms, ref.latency_p50_ms)} | {speed} | "
-                     f"{_delta(quality(m), quality(ref))} |")
+        lines.append(
+            f"| {m.name} | {ref.name} | {_ratio(m.params, ref.params)} | {_ratio(m.gflops, ref.gflops)} | "
+            f"{_ratio(m.size_mb, ref.size_mb)} | {_ratio(m.latency_p50_ms, ref.latency_p50_ms)} | {speed} | "
+            f"{_delta(quality(m), quality(ref))} |"
+        )
     if meta.get("missed"):
         lines += ["", "## Targets missed", ""] + [f"- {line}" for line in meta["missed"]]
     lines += [""] + _pareto_section(measurements, plot)
     extra_keys = sorted({k for m in measurements for k in m.extra})
     if extra_keys:
-        lines += ["", "## Plugin columns", "", "| name | " + " | ".join(extra_keys) + " |",
-                  "|---|" + "---|" * len(extra_keys)]
+        lines += [
+            "",
+            "## Plugin columns",
+            "",
+            "| name | " + " | ".join(extra_keys) + " |",
+            "|---|" + "---|" * len(extra_keys),
+        ]
         for m in measurements:
-            lines.append(f"| {m.name} | " + " | ".join(str(m.extra.get(k, "-")) for k in extra_keys) + " |")
+            lines.append(f"| {m.name} | " + " | ".join(text_cell(m.extra.get(k)) for k in extra_keys) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_dir: str | Path, measurements: Sequence[Measurement],
-                 meta: dict[str, Any]) -> tuple[Path, Path]:
+def write_report(run_dir: str | Path, measurements: Sequence[Measurement], meta: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.json`` and ``pareto.png`` into ``run_dir`` atomically; return the first two."""
     run_dir = Path(run_dir)
     plot = plot_pareto(measurements, run_dir / PLOT_NAME, f"yoloslim report: {meta.get('recipe', '')}")
     md = atomic_write_text(run_dir / "report.md", render_markdown(measurements, meta, plot.name if plot else None))
-    js = atomic_write_json(run_dir / "report.json", {
-        **meta, "environment": environment(), "measurements": [m.to_dict() for m in measurements]})
+    js = atomic_write_json(
+        run_dir / "report.json",
+        {**meta, "environment": environment(), "measurements": [m.to_dict() for m in measurements]},
+    )
     return md, js
 
 
-def write_bench(out_dir: str | Path, measurements: Sequence[Measurement],
-                meta: dict[str, Any]) -> tuple[Path, Path, Path | None]:
+def write_bench(
+    out_dir: str | Path, measurements: Sequence[Measurement], meta: dict[str, Any]
+) -> tuple[Path, Path, Path | None]:
     """Write ``bench.md``, ``bench.json`` and ``pareto.png`` (when rows have mAP and latency) into ``out_dir``.
 
     Returns:
@@ -187,12 +217,25 @@ def write_bench(out_dir: str | Path, measurements: Sequence[Measurement],
     what = quality_label(measurements)
     if base.agreement and what != "mAP50-95":
         what += f" with `{Path(base.agreement['reference']).name}`"
-    lines = ["# yoloslim bench", "", f"- data: `{meta.get('data')}` ({what} on split `{split}`)",
-             f"- image size: {base.imgsz}; latency: batch 1, {base.threads} CPU threads, {base.runs} timed runs "
-             "after warm-up, interleaved across rows in one process", "",
-             format_table(measurements), ""] + _pareto_section(measurements, plot.name if plot else None)
+    lines = [
+        "# yoloslim bench",
+        "",
+        f"- data: `{meta.get('data')}` ({what} on split `{split}`)",
+        f"- image size: {base.imgsz}; latency: batch 1, {base.threads} CPU threads, {base.runs} timed runs "
+        "after warm-up, interleaved across rows in one process",
+        "",
+        format_table(measurements),
+        "",
+    ] + _pareto_section(measurements, plot.name if plot else None)
     md = atomic_write_text(out_dir / "bench.md", "\n".join(lines) + "\n")
     front = [measurements[i].name for i in pareto_front(measurements)]
-    js = atomic_write_json(out_dir / "bench.json", {**meta, "environment": environment(), "pareto_front": front,
-                                                    "measurements": [m.to_dict() for m in measurements]})
+    js = atomic_write_json(
+        out_dir / "bench.json",
+        {
+            **meta,
+            "environment": environment(),
+            "pareto_front": front,
+            "measurements": [m.to_dict() for m in measurements],
+        },
+    )
     return md, js, plot

@@ -60,7 +60,7 @@ class _AtomicPath(type(Path())):  # type: ignore[misc]
     """A path whose ``write_bytes`` writes a temporary file and renames it (Ultralytics saves with ``write_bytes``)."""
 
     def write_bytes(self, data: bytes) -> int:  # type: ignore[override]
-        from yoloslim.checkpoint import atomic_write_bytes
+        from yoloslim.files import atomic_write_bytes
 
         atomic_write_bytes(self, bytes(data))
         return len(data)
@@ -109,7 +109,10 @@ class SlimCriterion:
             if not torch.isfinite(v):
                 LOGGER.warning("extra loss term '%s' is not finite (%s)", n, float(v))
         extra = torch.stack(values)
-        return torch.cat([loss.reshape(-1), extra * bs]), {**items, **{n: v.detach() for n, v in zip(self.names, values)}}
+        return torch.cat([loss.reshape(-1), extra * bs]), {
+            **items,
+            **{n: v.detach() for n, v in zip(self.names, values)},
+        }
 
 
 class SlimTrainer(DetectionTrainer):
@@ -160,8 +163,10 @@ class SlimTrainer(DetectionTrainer):
         for p in model.parameters():
             if p.dtype.is_floating_point:
                 p.requires_grad_(True)
-        LOGGER.info("keeping the given model (%d parameters), not rebuilding it from its YAML",
-                    sum(p.numel() for p in model.parameters()))
+        LOGGER.info(
+            "keeping the given model (%d parameters), not rebuilding it from its YAML",
+            sum(p.numel() for p in model.parameters()),
+        )
         return model
 
     def get_model(self, cfg: Any = None, weights: Any = None, verbose: bool = True) -> nn.Module:

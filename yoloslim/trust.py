@@ -63,9 +63,10 @@ def allow_plugin_classes(plugins: Any = None) -> list[type]:
         from yoloslim.plugins import get_plugin_manager
 
         plugins = get_plugin_manager()
+    from yoloslim.structure import LEGACY_NAMES
+
     classes = [c for group in plugins.call("yoloslim_checkpoint_classes") or [] for c in group or []]
-    if classes:
-        torch.serialization.add_safe_globals(classes)
+    torch.serialization.add_safe_globals([*LEGACY_NAMES, *LEGACY_NAMES.items(), *classes])
     return classes
 
 

@@ -30,6 +30,7 @@ NMS-free end-to-end ``(batch, k, 6)`` (an export with ``nms=False``; for a ``.pt
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -85,18 +86,23 @@ class Source:
         elif path.is_dir():
             self.images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.images:
-                raise SourceError(f"source '{spec}': folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
-                                  "pass a folder of images, a video file, a webcam index or a stream URL")
+                raise SourceError(
+                    f"source '{spec}': folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                    "pass a folder of images, a video file, a webcam index or a stream URL"
+                )
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             self.images = [path]
         elif path.is_file():
             self.capture = cv2.VideoCapture(str(path))
         else:
-            raise SourceError(f"source '{spec}': no such file or folder; pass a video file, an image folder, "
-                              "a webcam index (0) or a stream URL (rtsp://...)")
+            raise SourceError(
+                f"source '{spec}': no such file or folder; pass a video file, an image folder, "
+                "a webcam index (0) or a stream URL (rtsp://...)"
+            )
         if self.capture is not None and not self.capture.isOpened():
-            raise SourceError(f"source '{spec}': OpenCV cannot open it; check the device index, the URL or the "
-                              "video codec")
+            raise SourceError(
+                f"source '{spec}': OpenCV cannot open it; check the device index, the URL or the video codec"
+            )
         fps = self.capture.get(cv2.CAP_PROP_FPS) if self.capture is not None else 0
         self.fps = float(fps) if fps and 0 < fps < 1000 else 30.0
 
@@ -104,7 +110,7 @@ class Source:
         """The frames, in order; an image that cannot be read or a frame that cannot be decoded is skipped with a
         warning (a video file's unreadable frame is passed over while frames remain)."""
         if self.images is not None:
-            for p in self.images[self.start:]:
+            for p in self.images[self.start :]:
                 frame = cv2.imread(str(p))
                 if frame is None or frame.size == 0:
                     LOGGER.warning("skipping '%s': OpenCV cannot read it as an image", p)
@@ -112,11 +118,11 @@ class Source:
                 yield frame
             return
         try:
-            if self.start:  # seek; a stream that cannot seek reads and drops the frames instead
-                if not self.capture.set(cv2.CAP_PROP_POS_FRAMES, self.start):
-                    for _ in range(self.start):
-                        if not self.capture.read()[0]:
-                            return
+            # Seek; a stream that cannot seek reads and drops the frames instead.
+            if self.start and not self.capture.set(cv2.CAP_PROP_POS_FRAMES, self.start):
+                for _ in range(self.start):
+                    if not self.capture.read()[0]:
+                        return
             total = self.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0  # 0 (or -1) for a live source
             bad = 0  # bad frames in a row
             while True:
@@ -190,18 +196,21 @@ def check_out_dir(out: Path) -> None:
     existing = out
     while not existing.exists() and existing != existing.parent:
         if existing.is_symlink():  # a dangling link cannot become a folder
-            raise OutputError(f"--out {out}: not writable ({existing} is a broken link); pass a folder you can "
-                              "write to")
+            raise OutputError(
+                f"--out {out}: not writable ({existing} is a broken link); pass a folder you can write to"
+            )
         existing = existing.parent
     if not existing.is_dir():
-        raise OutputError(f"--out {out}: not writable ({existing} is a file, not a folder); pass a folder you can "
-                          "write to")
+        raise OutputError(
+            f"--out {out}: not writable ({existing} is a file, not a folder); pass a folder you can write to"
+        )
     try:
         with tempfile.TemporaryFile(dir=existing, prefix=".camera-check-"):
             pass
     except OSError as e:
-        raise OutputError(f"--out {out}: not writable ({existing}: {e.strerror or type(e).__name__}); pass a folder "
-                          "you can write to") from e
+        raise OutputError(
+            f"--out {out}: not writable ({existing}: {e.strerror or type(e).__name__}); pass a folder you can write to"
+        ) from e
 
 
 class Outputs:
@@ -222,31 +231,34 @@ class Outputs:
         if self.writer is None:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                self.jsonl = open(self.partial[1], "w", encoding="utf-8")
+                self.jsonl = open(self.partial[1], "w", encoding="utf-8")  # noqa: SIM115 - open until close()
             except OSError as e:
-                raise OutputError(f"--out {self.folder}: not writable ({e.strerror or type(e).__name__}); pass a "
-                                  "folder you can write to") from e
+                raise OutputError(
+                    f"--out {self.folder}: not writable ({e.strerror or type(e).__name__}); pass a "
+                    "folder you can write to"
+                ) from e
             self.size = (annotated.shape[1], annotated.shape[0])
             self.writer = cv2.VideoWriter(str(self.partial[0]), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
         # An image folder may mix sizes; the video keeps the first frame's.
         self.writer.write(annotated if annotated.shape[1::-1] == self.size else cv2.resize(annotated, self.size))
         try:
-            self.jsonl.write(json.dumps({"frame": index, "shape": list(frame.shape[:2]),
-                                         "detections": detections.to_list()}) + "\n")
+            self.jsonl.write(
+                json.dumps({"frame": index, "shape": list(frame.shape[:2]), "detections": detections.to_list()}) + "\n"
+            )
             self.jsonl.flush()
         except OSError as e:  # disk full, a removed folder: stop, keeping the frames written so far
-            raise OutputError(f"--out {self.folder}: writing frame {index} failed ({e.strerror or type(e).__name__}); "
-                              "free some space or pass another folder") from e
+            raise OutputError(
+                f"--out {self.folder}: writing frame {index} failed ({e.strerror or type(e).__name__}); "
+                "free some space or pass another folder"
+            ) from e
 
     def close(self) -> None:
         """Finalize the video and rename both files into place; what was written is never removed."""
         if self.writer is None:
             return
         self.writer.release()
-        try:
+        with contextlib.suppress(OSError):  # a full disk: the error that stopped the run is the one reported
             self.jsonl.close()
-        except OSError:  # a full disk: the error that stopped the run is the one reported
-            pass
         for partial, final in zip(self.partial, self.final):
             if partial.exists():
                 os.replace(partial, final)
@@ -266,8 +278,10 @@ def run(args: argparse.Namespace) -> int:
         if not 0.0 <= value <= 1.0:  # NaN fails too
             raise SourceError(f"--{name} {value:g}: pass a threshold between 0 and 1")
     if args.imgsz is not None and args.imgsz <= 0:
-        raise SourceError(f"--imgsz {args.imgsz}: pass a positive multiple of the model's stride (e.g. 640), or "
-                          "leave it out for the model's own size")
+        raise SourceError(
+            f"--imgsz {args.imgsz}: pass a positive multiple of the model's stride (e.g. 640), or "
+            "leave it out for the model's own size"
+        )
     if args.start_frame < 0:
         raise SourceError(f"--start-frame {args.start_frame}: pass a frame index >= 0")
     headless = args.headless
@@ -282,14 +296,24 @@ def run(args: argparse.Namespace) -> int:
 
     from yoloslim_deploy import Detector
 
-    detector = Detector(args.model, device=args.device, conf=args.conf, iou=args.iou, imgsz=args.imgsz,
-                        end2end=True if args.end2end else None, trust=True if args.trust_checkpoint else None)
+    detector = Detector(
+        args.model,
+        device=args.device,
+        conf=args.conf,
+        iou=args.iou,
+        imgsz=args.imgsz,
+        end2end=True if args.end2end else None,
+        trust=True if args.trust_checkpoint else None,
+    )
     if not headless:
         try:
             cv2.namedWindow("yoloslim camera")
-        except cv2.error as e:  # OpenCV built without a GUI, or a backend that cannot start
-            LOGGER.warning("cannot open a window (%s): running headless, output in %s",
-                           str(e).strip().splitlines()[-1] if str(e).strip() else "GUI error", out_dir or "runs/camera")
+        except cv2.error as e:  # OpenCV built without a GUI, or a GUI backend that cannot start
+            LOGGER.warning(
+                "cannot open a window (%s): running headless, output in %s",
+                str(e).strip().splitlines()[-1] if str(e).strip() else "GUI error",
+                out_dir or "runs/camera",
+            )
             headless = True
             if out_dir is None:
                 out_dir = Path("runs/camera")
@@ -345,14 +369,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", help="output folder (default runs/camera when --headless)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
-    p.add_argument("--iou", type=float, default=0.7,
-                   help="NMS IoU threshold (default 0.7; an NMS-free end-to-end model needs none)")
-    p.add_argument("--imgsz", type=int, default=None,
-                   help="square input size, a multiple of the model's stride (default: the model's own)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="load a .pt checkpoint without the safe-load allowlist (only a file you trust)")
-    p.add_argument("--end2end", action="store_true",
-                   help="for a .pt YOLO26 checkpoint, run its NMS-free one-to-one head (an export has its own layout)")
+    p.add_argument(
+        "--iou",
+        type=float,
+        default=0.7,
+        help="NMS IoU threshold (default 0.7; an NMS-free end-to-end model needs none)",
+    )
+    p.add_argument(
+        "--imgsz",
+        type=int,
+        default=None,
+        help="square input size, a multiple of the model's stride (default: the model's own)",
+    )
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load a .pt checkpoint without the safe-load allowlist (only a file you trust)",
+    )
+    p.add_argument(
+        "--end2end",
+        action="store_true",
+        help="for a .pt YOLO26 checkpoint, run its NMS-free one-to-one head (an export has its own layout)",
+    )
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (default: the whole stream)")
     p.add_argument("--start-frame", type=int, default=0, help="skip the first N frames of a video or image folder")
     return p.parse_args(argv)

@@ -18,8 +18,9 @@ DETECT_IMGSZ = 96
 GEN_IMGSZ = 64  # the YOLO11/YOLO26 checkpoints: 84 anchors, so an end-to-end export keeps k = 84
 
 
-def build_detecting_checkpoint(data: Path, out: Path, imgsz: int = DETECT_IMGSZ, seed: int = 0,
-                               cfg: str = "yolov8n.yaml") -> Path:
+def build_detecting_checkpoint(
+    data: Path, out: Path, imgsz: int = DETECT_IMGSZ, seed: int = 0, cfg: str = "yolov8n.yaml"
+) -> Path:
     """Write a checkpoint of Ultralytics model ``cfg`` for ``data``'s classes whose outputs are confident and
     image-dependent."""
     import numpy as np
@@ -28,7 +29,7 @@ def build_detecting_checkpoint(data: Path, out: Path, imgsz: int = DETECT_IMGSZ,
     from ultralytics.nn.tasks import DetectionModel
 
     from yoloslim.checkpoint import save_checkpoint
-    from yoloslim.measure import latency_image
+    from yoloslim.measurement import model_input
 
     names = yaml.safe_load(Path(data).read_text())["names"]
     names = names if isinstance(names, dict) else dict(enumerate(names))
@@ -36,7 +37,7 @@ def build_detecting_checkpoint(data: Path, out: Path, imgsz: int = DETECT_IMGSZ,
     model = DetectionModel(cfg, nc=len(names), verbose=False)
     model.names = {int(k): v for k, v in names.items()}
     images = sorted(p for p in (Path(data).parent / "images").rglob("*") if p.suffix in {".jpg", ".png"})
-    x = torch.from_numpy(np.concatenate([latency_image(imgsz, p) for p in images]))
+    x = torch.from_numpy(np.concatenate([model_input(imgsz, p) for p in images]))
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.reset_running_stats()
@@ -44,7 +45,7 @@ def build_detecting_checkpoint(data: Path, out: Path, imgsz: int = DETECT_IMGSZ,
     model.train()
     with torch.no_grad():
         for i in range(0, len(x), 8):
-            model(x[i:i + 8])
+            model(x[i : i + 8])
         # Class logits: the bias init (-6 to -9) would hide everything; centred at -2 with twice the spread, ~20
         # anchors per image clear 0.25 and none saturates at 1.0 (saturated scores tie, and ties make NMS arbitrary).
         # A one-to-one (NMS-free) branch keeps every confident anchor, so it is centred lower, at -3; it starts as a

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import cv2
 import pytest
+from deploy_helpers import DETECT_IMGSZ, GEN_IMGSZ
 
 from yoloslim.context import SlimContext
-
-from deploy_helpers import DETECT_IMGSZ, GEN_IMGSZ
 from yoloslim_test_support import subprocess_env
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "camera.py"
@@ -63,17 +62,30 @@ def test_start_frame_skips_the_head_of_the_clip_and_the_run_reports_the_detector
     assert r.returncode == 0, r.stderr[-3000:]
     assert len((out / "detections.jsonl").read_text().splitlines()) == FRAMES - 8
     assert f"camera: {FRAMES - 8} frames, detector " in r.stdout and "FPS)" in r.stdout
-    r = camera("--model", str(model), "--source", str(video), "--headless", "--out", str(tmp_path / "x"),
-               "--start-frame", "-1")
+    r = camera(
+        "--model", str(model), "--source", str(video), "--headless", "--out", str(tmp_path / "x"), "--start-frame", "-1"
+    )
     assert r.returncode == 2 and r.stderr.strip() == "camera: error: --start-frame -1: pass a frame index >= 0"
 
 
 def test_headless_run_with_an_nms_free_end_to_end_onnx_writes_detections(detect_ckpt_yolo26, video, tmp_path):
-    model = SlimContext(imgsz=GEN_IMGSZ).export(detect_ckpt_yolo26, "onnx", tmp_path / "e2e.onnx", nms=False,
-                                                parity=False)
+    model = SlimContext(imgsz=GEN_IMGSZ).export(
+        detect_ckpt_yolo26, "onnx", tmp_path / "e2e.onnx", nms=False, parity=False
+    )
     out = tmp_path / "out"
-    r = camera("--model", str(model), "--source", str(video), "--headless", "--out", str(out), "--max-frames", "4",
-               "--conf", "0.1")
+    r = camera(
+        "--model",
+        str(model),
+        "--source",
+        str(video),
+        "--headless",
+        "--out",
+        str(out),
+        "--max-frames",
+        "4",
+        "--conf",
+        "0.1",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
     assert [d["frame"] for d in lines] == [0, 1, 2, 3]
@@ -89,10 +101,13 @@ def test_image_folder_source_runs_to_the_end(model, detect_images, tmp_path):
     assert len((out / "detections.jsonl").read_text().splitlines()) == len(detect_images)
 
 
-@pytest.mark.parametrize("source,message", [
-    ("missing.mp4", "no such file or folder"),
-    ("corrupt.mp4", "OpenCV cannot open it"),
-])
+@pytest.mark.parametrize(
+    "source,message",
+    [
+        ("missing.mp4", "no such file or folder"),
+        ("corrupt.mp4", "OpenCV cannot open it"),
+    ],
+)
 def test_unopenable_source_exits_non_zero_with_one_line(model, tmp_path, source, message):
     (tmp_path / "corrupt.mp4").write_bytes(b"not a video")
     r = camera("--model", str(model), "--source", str(tmp_path / source), "--headless", "--out", str(tmp_path / "o"))

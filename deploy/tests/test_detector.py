@@ -7,12 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from deploy_helpers import DETECT_IMGSZ, assert_same_detections
 
 from yoloslim.context import SlimContext
 from yoloslim.errors import DataError, ModelError
 from yoloslim_deploy import Detections, Detector
-
-from deploy_helpers import DETECT_IMGSZ, assert_same_detections
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from deploy_helpers import DETECT_IMGSZ
 
 from yoloslim.context import SlimContext
 from yoloslim.errors import ExportError
 from yoloslim_deploy import Detector, read_metadata
-
-from deploy_helpers import DETECT_IMGSZ
 from yoloslim_test_support import run_cli
 
 
@@ -32,7 +31,7 @@ def exports(detect_ckpt, tiny_data, tmp_path_factory) -> dict[str, Path]:
 
 
 def test_metadata_round_trips_names_imgsz_stride_precision_and_parity(exports, detect_ckpt):
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(detect_ckpt)
     meta = read_metadata(exports["b1"])
@@ -40,13 +39,34 @@ def test_metadata_round_trips_names_imgsz_stride_precision_and_parity(exports, d
     assert meta.imgsz == (DETECT_IMGSZ, DETECT_IMGSZ)
     assert meta.stride == 32 and meta.batch == 1 and not meta.dynamic
     assert meta.precision == "fp32"
-    assert meta.yoloslim["source"] == "detect.pt"
+    assert meta.yoloslim["source"] == str(Path(detect_ckpt).resolve())  # the full path, not a bare name
+    assert meta.source == Path(detect_ckpt).resolve() and meta.source.is_absolute()
     parity = meta.yoloslim["parity"]
     assert parity["ok"] and parity["images"] >= 4  # real validation images of the run's dataset
     assert parity["max_box_diff"] <= parity["box_tol"] == 0.05
     assert parity["max_score_diff"] <= parity["score_tol"] == 1e-3
     onnx.checker.check_model(onnx.load(str(exports["b1"])), full_check=True)
     assert not [p for p in exports["b1"].parent.iterdir() if p.name.startswith(".")]
+
+
+def test_export_from_a_relative_path_records_the_absolute_source(detect_ckpt, tiny_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(detect_ckpt).parent)
+    ctx = SlimContext(imgsz=DETECT_IMGSZ, data=str(tiny_data))
+    out = ctx.export(Path(Path(detect_ckpt).name), "onnx", tmp_path / "rel.onnx", parity=False)
+    assert read_metadata(out).source == Path(detect_ckpt).resolve()
+
+
+def test_a_file_whose_source_is_a_bare_name_still_reads_and_runs(exports, detect_images, tmp_path):
+    """Files exported before the full path was recorded name their checkpoint by file name only."""
+    model = onnx.load(str(exports["b1"]))
+    prop = next(p for p in model.metadata_props if p.key == "yoloslim")
+    prop.value = json.dumps({**json.loads(prop.value), "source": "detect.pt"})
+    old = tmp_path / "old.onnx"
+    onnx.save(model, str(old))
+    meta = read_metadata(old)
+    assert meta.yoloslim["source"] == "detect.pt" and meta.source == Path("detect.pt")
+    image = cv2.imread(str(detect_images[0]))
+    np.testing.assert_array_equal(Detector(old)(image).xyxy, Detector(exports["b1"])(image).xyxy)
 
 
 def test_static_batch_opset_and_dynamic_batch_are_what_was_asked(exports):
@@ -110,8 +130,11 @@ def test_unknown_option_and_bad_checkpoint_are_one_line_errors(detect_ckpt, tmp_
 def test_yoloslim_metadata_records_the_recipe_and_stage(detect_ckpt, tmp_path):
     from yoloslim.recipe import Stage
 
-    ctx = SlimContext(imgsz=DETECT_IMGSZ, recipe_path="recipes/demo.yaml",
-                      stage=Stage(index=1, name="export", type="export", options={}))
+    ctx = SlimContext(
+        imgsz=DETECT_IMGSZ,
+        recipe_path="recipes/demo.yaml",
+        stage=Stage(index=1, name="export", type="export", options={}),
+    )
     out = ctx.export(detect_ckpt, "onnx", tmp_path / "s.onnx", parity=False)
     extra = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["yoloslim"])
     assert extra["recipe"] == "recipes/demo.yaml" and extra["stage"] == "export"
@@ -120,8 +143,18 @@ def test_yoloslim_metadata_records_the_recipe_and_stage(detect_ckpt, tmp_path):
 
 def test_export_cli_passes_format_options_and_rejects_malformed_ones(detect_ckpt, tmp_path):
     out = tmp_path / "cli.onnx"
-    r = run_cli("export", str(detect_ckpt), "--out", str(out), "--imgsz", str(DETECT_IMGSZ),
-                "-o", "batch=2", "--option", "opset=17")
+    r = run_cli(
+        "export",
+        str(detect_ckpt),
+        "--out",
+        str(out),
+        "--imgsz",
+        str(DETECT_IMGSZ),
+        "-o",
+        "batch=2",
+        "--option",
+        "opset=17",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     model = onnx.load(str(out))
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
@@ -129,4 +162,5 @@ def test_export_cli_passes_format_options_and_rejects_malformed_ones(detect_ckpt
     r = run_cli("export", str(detect_ckpt), "--out", str(tmp_path / "bad.onnx"), "-o", "batch")
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == (
-        "yoloslim: error: --option 'batch': expected KEY=VALUE, e.g. --option dynamic=true")
+        "yoloslim: error: --option 'batch': expected KEY=VALUE, e.g. --option dynamic=true"
+    )

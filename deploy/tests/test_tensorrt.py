@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+
 import numpy as np
 import onnx
 import pytest
+from deploy_helpers import DETECT_IMGSZ
 from onnx import TensorProto, helper
 
 from yoloslim.context import SlimContext
 from yoloslim.errors import ExportError
-
-from deploy_helpers import DETECT_IMGSZ
 from yoloslim_test_support import run_cli
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -31,7 +31,8 @@ def test_engine_export_without_tensorrt_fails_with_one_clear_line(detect_ckpt, t
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == (
         "yoloslim: error: building a TensorRT engine needs the 'tensorrt' package (10.x), which is not installed; "
-        "install it with pip install 'yoloslim[tensorrt]' on a machine with an NVIDIA GPU")
+        "install it with pip install 'yoloslim[tensorrt]' on a machine with an NVIDIA GPU"
+    )
     assert "Traceback" not in r.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -67,14 +68,26 @@ def test_qdq_graphs_are_recognised_as_explicitly_quantized(tmp_path):
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
     scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1])
     zero = helper.make_tensor("z", TensorProto.INT8, [], [0])
-    graph = helper.make_graph([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
-                               helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])],
-                              "qdq", [x], [y], [scale, zero])
+    graph = helper.make_graph(
+        [
+            helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
+        ],
+        "qdq",
+        [x],
+        [y],
+        [scale, zero],
+    )
     qdq = tmp_path / "qdq.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(qdq))
     plain = tmp_path / "plain.onnx"
-    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "id", [x], [y]),
-                                opset_imports=[helper.make_opsetid("", 17)]), str(plain))
+    onnx.save(
+        helper.make_model(
+            helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "id", [x], [y]),
+            opset_imports=[helper.make_opsetid("", 17)],
+        ),
+        str(plain),
+    )
     assert has_qdq(qdq) and not has_qdq(plain)
 
 
@@ -82,8 +95,13 @@ def test_engine_metadata_header_round_trips(tmp_path):
     from yoloslim_deploy.metadata import engine_bytes_with_header, engine_header, read_metadata
 
     path = tmp_path / "m.engine"
-    meta = {"names": "{0: 'a', 1: 'b'}", "imgsz": "[96, 96]", "stride": "32", "batch": 4,
-            "yoloslim": '{"precision": "fp16", "dynamic": false}'}
+    meta = {
+        "names": "{0: 'a', 1: 'b'}",
+        "imgsz": "[96, 96]",
+        "stride": "32",
+        "batch": 4,
+        "yoloslim": '{"precision": "fp16", "dynamic": false}',
+    }
     path.write_bytes(engine_bytes_with_header(b"\x00ENGINE", meta))
     offset, header = engine_header(path)
     assert path.read_bytes()[offset:] == b"\x00ENGINE" and header == meta

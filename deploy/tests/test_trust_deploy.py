@@ -14,12 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from deploy_helpers import DETECT_IMGSZ
 
 from yoloslim.context import SlimContext
 from yoloslim.errors import DataError, ModelError
 from yoloslim_deploy import Detector
-
-from deploy_helpers import DETECT_IMGSZ
 from yoloslim_test_support import stray_temp_files, subprocess_env
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "camera.py"
@@ -59,19 +58,22 @@ def test_detector_on_a_missing_file_names_it_in_one_line(tmp_path):
     one_line(e.value)
 
 
-@pytest.mark.parametrize("bad,words", [
-    (None, ["image 0 is None", "check the path"]),
-    (np.zeros((0, 0, 3), np.uint8), ["image 0 is empty", "(0, 0, 3)"]),
-    (np.zeros((0, 0), np.uint8), ["image 0 is empty"]),
-    (np.full((64, 64, 3), 0.5, np.float32), ["dtype float32", "uint8 BGR", "(img * 255).astype(np.uint8)"]),
-    (np.full((64, 64, 3), 0.5, np.float64), ["dtype float64", "(img * 255).astype(np.uint8)"]),
-    (np.full((64, 64, 3), 30000, np.uint16), ["dtype uint16", "uint8 BGR", "astype(np.uint8)"]),
-    (np.zeros((64, 64, 2), np.uint8), ["2 channels", "BGR (3 channels)"]),
-    (np.zeros((64, 64, 5), np.uint8), ["5 channels", "BGR (3 channels)"]),
-    (np.zeros((64,), np.uint8), ["1-D", "(H, W, 3)"]),
-    (np.zeros((1, 1, 64, 64, 3), np.uint8), ["5-D", "(H, W, 3)"]),
-    ("frame.jpg", ["expected an image", "got str"]),
-])
+@pytest.mark.parametrize(
+    "bad,words",
+    [
+        (None, ["image 0 is None", "check the path"]),
+        (np.zeros((0, 0, 3), np.uint8), ["image 0 is empty", "(0, 0, 3)"]),
+        (np.zeros((0, 0), np.uint8), ["image 0 is empty"]),
+        (np.full((64, 64, 3), 0.5, np.float32), ["dtype float32", "uint8 BGR", "(img * 255).astype(np.uint8)"]),
+        (np.full((64, 64, 3), 0.5, np.float64), ["dtype float64", "(img * 255).astype(np.uint8)"]),
+        (np.full((64, 64, 3), 30000, np.uint16), ["dtype uint16", "uint8 BGR", "astype(np.uint8)"]),
+        (np.zeros((64, 64, 2), np.uint8), ["2 channels", "BGR (3 channels)"]),
+        (np.zeros((64, 64, 5), np.uint8), ["5 channels", "BGR (3 channels)"]),
+        (np.zeros((64,), np.uint8), ["1-D", "(H, W, 3)"]),
+        (np.zeros((1, 1, 64, 64, 3), np.uint8), ["5-D", "(H, W, 3)"]),
+        ("frame.jpg", ["expected an image", "got str"]),
+    ],
+)
 def test_detector_refuses_bad_images_with_one_data_error_line_each(det, bad, words):
     with pytest.raises(DataError) as e:
         det(bad)
@@ -106,14 +108,17 @@ def test_grayscale_and_bgra_images_are_converted_to_bgr(det, detect_ckpt, image)
     assert [len(x) for x in mixed] == [len(low(image)), len(as_bgr), len(low(image))]
 
 
-@pytest.mark.parametrize("kwargs,words", [
-    ({"conf": 5}, ["conf=5", "between 0 and 1"]),
-    ({"conf": -0.1}, ["conf=-0.1"]),
-    ({"iou": 1.5}, ["iou=1.5"]),
-    ({"imgsz": 0}, ["imgsz=0", "positive multiple"]),
-    ({"imgsz": -64}, ["imgsz=-64", "positive multiple"]),
-    ({"imgsz": 100}, ["imgsz=100", "stride 32", "pass e.g. 96"]),
-])
+@pytest.mark.parametrize(
+    "kwargs,words",
+    [
+        ({"conf": 5}, ["conf=5", "between 0 and 1"]),
+        ({"conf": -0.1}, ["conf=-0.1"]),
+        ({"iou": 1.5}, ["iou=1.5"]),
+        ({"imgsz": 0}, ["imgsz=0", "positive multiple"]),
+        ({"imgsz": -64}, ["imgsz=-64", "positive multiple"]),
+        ({"imgsz": 100}, ["imgsz=100", "stride 32", "pass e.g. 96"]),
+    ],
+)
 def test_detector_checks_thresholds_and_image_size(detect_ckpt, kwargs, words):
     with pytest.raises(DataError) as e:
         Detector(detect_ckpt, **kwargs)
@@ -124,16 +129,16 @@ def test_detector_checks_thresholds_and_image_size(detect_ckpt, kwargs, words):
 
 
 def test_detector_passes_trust_to_the_checkpoint_loader(detect_ckpt, monkeypatch):
-    import yoloslim.model_io as model_io
+    import yoloslim
 
     seen = []
-    original = model_io.load_checkpoint
+    original = yoloslim.load_checkpoint
 
     def recording(path, trust=None):
         seen.append(trust)
         return original(path, trust=trust)
 
-    monkeypatch.setattr(model_io, "load_checkpoint", recording)
+    monkeypatch.setattr(yoloslim, "load_checkpoint", recording)  # the public name TorchRuntime loads through
     Detector(detect_ckpt)
     Detector(detect_ckpt, trust=True)
     Detector(detect_ckpt, trust=False)
@@ -177,8 +182,9 @@ def camera(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     for name in ("DISPLAY", "WAYLAND_DISPLAY"):
         if name not in env:
             environ.pop(name, None)
-    return subprocess.run([sys.executable, str(APP), *args], capture_output=True, text=True, env=environ, cwd=cwd,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, str(APP), *args], capture_output=True, text=True, env=environ, cwd=cwd, timeout=600
+    )
 
 
 def assert_camera_error(r: subprocess.CompletedProcess, *words: str, status: int) -> str:
@@ -242,9 +248,24 @@ def test_a_signalled_run_keeps_every_frame_it_wrote_finalized(detect_ckpt, long_
     out = tmp_path / "out"
     environ = subprocess_env()
     environ.pop("DISPLAY", None)
-    proc = subprocess.Popen([sys.executable, str(APP), "--model", str(detect_ckpt), "--source", str(long_video),
-                             "--headless", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=environ, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(APP),
+            "--model",
+            str(detect_ckpt),
+            "--source",
+            str(long_video),
+            "--headless",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+        cwd=tmp_path,
+    )
     partial = out / ".detections.partial.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
@@ -262,32 +283,55 @@ def test_a_signalled_run_keeps_every_frame_it_wrote_finalized(detect_ckpt, long_
     assert sorted(p.name for p in out.iterdir()) == ["annotated.mp4", "detections.jsonl"]
 
 
-@pytest.mark.parametrize("args,words", [
-    (["--conf", "5"], ["--conf 5:", "between 0 and 1"]),
-    (["--conf", "-0.1"], ["--conf -0.1:"]),
-    (["--iou", "1.5"], ["--iou 1.5:", "between 0 and 1"]),
-    (["--conf", "nan"], ["--conf nan:"]),
-    (["--imgsz", "0"], ["--imgsz 0:", "positive multiple"]),
-    (["--imgsz", "-32"], ["--imgsz -32:", "positive multiple"]),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--conf", "5"], ["--conf 5:", "between 0 and 1"]),
+        (["--conf", "-0.1"], ["--conf -0.1:"]),
+        (["--iou", "1.5"], ["--iou 1.5:", "between 0 and 1"]),
+        (["--conf", "nan"], ["--conf nan:"]),
+        (["--imgsz", "0"], ["--imgsz 0:", "positive multiple"]),
+        (["--imgsz", "-32"], ["--imgsz -32:", "positive multiple"]),
+    ],
+)
 def test_out_of_range_arguments_stop_before_anything_is_opened(tmp_path, args, words):
     # Neither the model nor the source exists: the argument is refused before either is looked at.
-    r = camera("--model", str(tmp_path / "missing.onnx"), "--source", str(tmp_path / "missing.mp4"), "--headless",
-               "--out", str(tmp_path / "o"), *args, cwd=tmp_path)
+    r = camera(
+        "--model",
+        str(tmp_path / "missing.onnx"),
+        "--source",
+        str(tmp_path / "missing.mp4"),
+        "--headless",
+        "--out",
+        str(tmp_path / "o"),
+        *args,
+        cwd=tmp_path,
+    )
     assert_camera_error(r, *words, status=2)
     assert not (tmp_path / "o").exists()
 
 
 def test_imgsz_off_the_model_stride_is_one_line(detect_ckpt, folder, tmp_path):
-    r = camera("--model", str(detect_ckpt), "--source", str(folder), "--headless", "--out", str(tmp_path / "o"),
-               "--imgsz", "100", cwd=tmp_path)
+    r = camera(
+        "--model",
+        str(detect_ckpt),
+        "--source",
+        str(folder),
+        "--headless",
+        "--out",
+        str(tmp_path / "o"),
+        "--imgsz",
+        "100",
+        cwd=tmp_path,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("camera: error: imgsz=100: not a multiple of")
     assert "stride 32" in r.stderr and not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("display,reason", [(None, "DISPLAY and WAYLAND_DISPLAY are unset"),
-                                            (":87", "OpenCV cannot open a window")])
+@pytest.mark.parametrize(
+    "display,reason", [(None, "DISPLAY and WAYLAND_DISPLAY are unset"), (":87", "OpenCV cannot open a window")]
+)
 def test_without_a_display_the_app_warns_once_and_runs_headless(detect_ckpt, folder, tmp_path, display, reason):
     env = {"DISPLAY": display} if display else {}
     r = camera("--model", str(detect_ckpt), "--source", str(folder), "--max-frames", "2", cwd=tmp_path, **env)
@@ -323,8 +367,16 @@ def test_an_unwritable_out_is_one_line_before_the_model_loads(folder, tmp_path, 
     out = make(tmp_path)
     try:
         # The model does not exist: the --out check comes first, before the model is opened.
-        r = camera("--model", str(tmp_path / "missing.pt"), "--source", str(folder), "--headless", "--out", str(out),
-                   cwd=tmp_path)
+        r = camera(
+            "--model",
+            str(tmp_path / "missing.pt"),
+            "--source",
+            str(folder),
+            "--headless",
+            "--out",
+            str(out),
+            cwd=tmp_path,
+        )
     finally:
         if (tmp_path / "ro").exists():
             (tmp_path / "ro").chmod(0o755)
@@ -337,14 +389,14 @@ def test_an_unwritable_out_is_one_line_before_the_model_loads(folder, tmp_path, 
 
 
 def test_export_formats_hook_names_onnx_and_engine_only_with_tensorrt():
+    import importlib
     import importlib.util
 
     from yoloslim_deploy import onnx_adapter, tensorrt_adapter
 
     assert onnx_adapter.yoloslim_export_formats() == ["onnx"]
     try:
-        import tensorrt  # noqa: F401
-
+        importlib.import_module("tensorrt")
         has_trt = True
     except Exception:
         has_trt = False
@@ -404,13 +456,12 @@ def test_handled_signals_raise_an_interrupt_that_the_block_swallowed():
     from yoloslim import signals
 
     before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
-        with signals.handled():
-            try:
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.5)
-            except BaseException:  # what Ultralytics' TryExcept does
-                pass
+    with pytest.raises(KeyboardInterrupt), signals.handled():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+        except BaseException:  # what Ultralytics' TryExcept does
+            pass
     assert signal.getsignal(signal.SIGINT) is before
     assert signals.received() is None  # cleared once the outermost block ended
     with signals.handled():  # no signal: nothing raised

@@ -9,13 +9,12 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from deploy_helpers import GEN_IMGSZ, assert_same_detections
 
 from yoloslim.context import SlimContext
 from yoloslim.errors import ExportError, ModelError
 from yoloslim_deploy import Detector, read_metadata
 from yoloslim_deploy.parity import compare_outputs
-
-from deploy_helpers import GEN_IMGSZ, assert_same_detections
 from yoloslim_test_support import run_cli
 
 K = 84  # anchors at 64 px (8x8 + 4x4 + 2x2): an end-to-end export keeps the top min(max_det=300, 84)
@@ -97,8 +96,7 @@ def test_embedded_nms_and_non_boolean_nms_are_refused_with_one_line(ckpts, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_cli_nms_false_writes_an_end_to_end_onnx_of_a_trained_yolo26(tiny_ckpt_yolo26, detect_images,
-                                                                             tmp_path):
+def test_export_cli_nms_false_writes_an_end_to_end_onnx_of_a_trained_yolo26(tiny_ckpt_yolo26, detect_images, tmp_path):
     out = tmp_path / "e2e.onnx"
     r = run_cli("export", str(tiny_ckpt_yolo26), "--out", str(out), "-o", "nms=false")  # imgsz: its training size
     assert r.returncode == 0, r.stderr[-3000:]
@@ -131,8 +129,12 @@ def test_metadata_end2end_comes_from_ultralytics_keys_else_is_unknown(tmp_path):
     from yoloslim_deploy.metadata import engine_bytes_with_header
 
     base = {"names": "{0: 'a'}", "imgsz": "[64, 64]"}
-    cases = {"e2e": ({"end2end": "True"}, True), "nms": ({"end2end": "False"}, False),
-             "embedded": ({"end2end": "False", "args": "{'nms': True}"}, True), "old": ({}, None)}
+    cases = {
+        "e2e": ({"end2end": "True"}, True),
+        "nms": ({"end2end": "False"}, False),
+        "embedded": ({"end2end": "False", "args": "{'nms': True}"}, True),
+        "old": ({}, None),
+    }
     for name, (extra, expected) in cases.items():
         path = tmp_path / f"{name}.engine"
         path.write_bytes(engine_bytes_with_header(b"", {**base, **extra}))

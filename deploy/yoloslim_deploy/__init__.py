@@ -1,4 +1,5 @@
-"""Deploy adapters (ONNX, TensorRT) and one detection runtime over PyTorch, ONNX Runtime and TensorRT.
+"""Deploy adapters (ONNX, TensorRT), their runtimes, and ``Detector``: one detection API over PyTorch, ONNX Runtime
+and TensorRT.
 
 >>> from yoloslim_deploy import Detector
 >>> detections = Detector("best.onnx")(cv2.imread("frame.jpg"))

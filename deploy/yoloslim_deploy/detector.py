@@ -1,6 +1,6 @@
 """``Detector``: one detection API over PyTorch (``.pt``), ONNX Runtime (``.onnx``) and TensorRT (``.engine``).
 
-The same image gives the same detections whatever the format: every backend gets the same square letterbox
+The same image gives the same detections whatever the format: every runtime gets the same square letterbox
 (Ultralytics' ``LetterBox``, grey padding, centred), the raw output is decoded by :func:`yoloslim.detections.decode`
 in either layout (``(batch, 4 + classes, anchors)`` with a confidence filter and per-class NMS, or YOLO26's NMS-free
 ``(batch, k, 6)`` with the confidence filter only), and boxes are mapped back to the original image with
@@ -23,10 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from yoloslim import decode_detections, is_end2end
-from yoloslim import DataError, ModelError
-
-from yoloslim_deploy.backends import open_backend
+from yoloslim import DataError, ModelError, decode_detections, is_end2end
+from yoloslim_deploy.runtimes import open_runtime
 
 
 @dataclass
@@ -57,8 +55,10 @@ class Detections:
 
     def to_list(self) -> list[dict[str, Any]]:
         """JSON-serialisable detections: ``[{"xyxy": [...], "conf": c, "cls": k, "label": name}, ...]``."""
-        return [{"xyxy": [round(float(v), 2) for v in box], "conf": round(float(c), 4), "cls": int(k), "label": lab}
-                for box, c, k, lab in zip(self.xyxy, self.conf, self.cls, self.labels)]
+        return [
+            {"xyxy": [round(float(v), 2) for v in box], "conf": round(float(c), 4), "cls": int(k), "label": lab}
+            for box, c, k, lab in zip(self.xyxy, self.conf, self.cls, self.labels)
+        ]
 
 
 def as_bgr(image: Any, index: int = 0) -> np.ndarray:
@@ -79,21 +79,33 @@ def as_bgr(image: Any, index: int = 0) -> np.ndarray:
 
     what = f"image {index}"
     if image is None:
-        raise DataError(f"{what} is None (cv2.imread returns None for a file it cannot read, VideoCapture.read for "
-                        "a frame it cannot decode); check the path or skip the frame")
+        raise DataError(
+            f"{what} is None (cv2.imread returns None for a file it cannot read, VideoCapture.read for "
+            "a frame it cannot decode); check the path or skip the frame"
+        )
     if not isinstance(image, np.ndarray):
-        raise DataError(f"{what}: expected a numpy array (uint8 BGR, shape (H, W, 3)), got {type(image).__name__}; "
-                        "pass what cv2.imread returns")
+        raise DataError(
+            f"{what}: expected a numpy array (uint8 BGR, shape (H, W, 3)), got {type(image).__name__}; "
+            "pass what cv2.imread returns"
+        )
     if image.ndim not in (2, 3):
-        raise DataError(f"{what}: expected a BGR array of shape (H, W, 3), got {image.ndim}-D shape "
-                        f"{tuple(image.shape)}; pass one image as cv2.imread returns it")
+        raise DataError(
+            f"{what}: expected a BGR array of shape (H, W, 3), got {image.ndim}-D shape "
+            f"{tuple(image.shape)}; pass one image as cv2.imread returns it"
+        )
     if image.size == 0:
-        raise DataError(f"{what} is empty (shape {tuple(image.shape)}); pass an image with at least one pixel "
-                        "(an empty frame usually means the read failed)")
+        raise DataError(
+            f"{what} is empty (shape {tuple(image.shape)}); pass an image with at least one pixel "
+            "(an empty frame usually means the read failed)"
+        )
     if image.dtype != np.uint8:
-        hint = ("(img * 255).astype(np.uint8) for a float image in [0, 1]" if image.dtype.kind == "f" else
-                "(img >> 8).astype(np.uint8) for a 16-bit image" if image.dtype == np.uint16 else
-                "img.astype(np.uint8) if its values are 0-255")
+        hint = (
+            "(img * 255).astype(np.uint8) for a float image in [0, 1]"
+            if image.dtype.kind == "f"
+            else "(img >> 8).astype(np.uint8) for a 16-bit image"
+            if image.dtype == np.uint16
+            else "img.astype(np.uint8) if its values are 0-255"
+        )
         raise DataError(f"{what} has dtype {image.dtype}; pass uint8 BGR as OpenCV reads it, e.g. {hint}")
     channels = 1 if image.ndim == 2 else image.shape[2]
     if channels == 3:
@@ -102,8 +114,10 @@ def as_bgr(image: Any, index: int = 0) -> np.ndarray:
         return cv2.cvtColor(image if image.ndim == 2 else image[..., 0], cv2.COLOR_GRAY2BGR)
     if channels == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    raise DataError(f"{what} has {channels} channels (shape {tuple(image.shape)}); pass BGR (3 channels), or "
-                    "grayscale (1) or BGRA (4), which are converted")
+    raise DataError(
+        f"{what} has {channels} channels (shape {tuple(image.shape)}); pass BGR (3 channels), or "
+        "grayscale (1) or BGRA (4), which are converted"
+    )
 
 
 def check_thresholds(conf: float, iou: float) -> None:
@@ -146,43 +160,67 @@ class Detector:
         trust: For a ``.pt`` checkpoint, unpickle it without the safe-load allowlist (only for a file whose origin
             you trust); ``None`` follows the ``YOLOSLIM_TRUST_CHECKPOINTS`` environment variable.
 
+    Attributes:
+        runtime: The model file opened by :func:`yoloslim_deploy.runtimes.open_runtime` (``TorchRuntime``,
+            ``OnnxRuntime`` or ``TensorRTRuntime``): ``runtime(x)`` maps a preprocessed batch to the raw output.
+        meta: The model's :class:`~yoloslim_deploy.metadata.ModelMeta` (class names, input size, batch, layout).
+        device: Where the runtime runs (``"cpu"``, ``"cuda:0"``).
+
     Raises:
         DataError: If ``path`` is not a path, or ``conf``, ``iou`` or ``imgsz`` is out of range.
         ModelError: If the file cannot be opened, lacks metadata, or its output is not a detection head's.
     """
 
-    def __init__(self, path: str | Path, device: str = "cpu", conf: float = 0.25, iou: float = 0.7,
-                 max_det: int = 300, imgsz: int | None = None, batch: int = 8, threads: int | None = None,
-                 end2end: bool | None = None, trust: bool | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "cpu",
+        conf: float = 0.25,
+        iou: float = 0.7,
+        max_det: int = 300,
+        imgsz: int | None = None,
+        batch: int = 8,
+        threads: int | None = None,
+        end2end: bool | None = None,
+        trust: bool | None = None,
+    ):
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise DataError(f"Detector: model path {path!r}; pass the path to a .pt, .onnx or .engine file")
         check_thresholds(conf, iou)
         if imgsz is not None and (isinstance(imgsz, bool) or not isinstance(imgsz, numbers.Integral) or imgsz <= 0):
-            raise DataError(f"imgsz={imgsz!r}: pass a positive multiple of the model's stride (e.g. 640), or leave "
-                            "it unset for the model's own size")
+            raise DataError(
+                f"imgsz={imgsz!r}: pass a positive multiple of the model's stride (e.g. 640), or leave "
+                "it unset for the model's own size"
+            )
         self.path = Path(path)
-        self.backend = open_backend(self.path, device, threads, end2end, trust=trust)
-        self.meta = self.backend.meta
+        self.runtime = open_runtime(self.path, device, threads, end2end, trust=trust)
+        self.meta = self.runtime.meta
         self.end2end = self.meta.end2end  # None until the first output shows the layout
         self.names = self.meta.names
         fixed = self.meta.imgsz
         stride = int(self.meta.stride or 32)
         imgsz = None if imgsz is None else int(imgsz)
         if imgsz is not None and imgsz % stride:
-            raise DataError(f"imgsz={imgsz}: not a multiple of {self.path.name}'s stride {stride}; pass e.g. "
-                            f"{max(stride, round(imgsz / stride) * stride)}")
+            raise DataError(
+                f"imgsz={imgsz}: not a multiple of {self.path.name}'s stride {stride}; pass e.g. "
+                f"{max(stride, round(imgsz / stride) * stride)}"
+            )
         if imgsz is not None and not self.meta.dynamic and imgsz != fixed[0]:
-            raise ModelError(f"{self.path}: input is fixed to {fixed[0]} px but imgsz={imgsz} was asked for; "
-                             f"leave imgsz unset or export again at {imgsz}")
+            raise ModelError(
+                f"{self.path}: input is fixed to {fixed[0]} px but imgsz={imgsz} was asked for; "
+                f"leave imgsz unset or export again at {imgsz}"
+            )
         self.imgsz = int(imgsz or fixed[0])
         self.conf, self.iou, self.max_det = conf, iou, max_det
-        largest = getattr(self.backend, "max_batch", None)  # a dynamic TensorRT profile's upper bound
+        largest = getattr(self.runtime, "max_batch", None)  # a dynamic TensorRT profile's upper bound
         self.batch = self.meta.batch or max(1, min(batch, largest) if largest else batch)
-        self.device = self.backend.device
+        self.device = self.runtime.device
 
     def __repr__(self) -> str:
-        return (f"Detector({str(self.path)!r}, device={self.device!r}, imgsz={self.imgsz}, batch={self.batch}, "
-                f"end2end={self.end2end})")
+        return (
+            f"Detector({str(self.path)!r}, device={self.device!r}, imgsz={self.imgsz}, batch={self.batch}, "
+            f"end2end={self.end2end})"
+        )
 
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Letterbox uint8 BGR images to ``imgsz`` and stack them as a float32 RGB NCHW batch in ``[0, 1]``.
@@ -200,11 +238,11 @@ class Detector:
         """Raw outputs for a preprocessed batch, run in chunks of the model's batch (the last one padded)."""
         outputs = []
         for start in range(0, len(x), self.batch):
-            chunk = x[start:start + self.batch]
+            chunk = x[start : start + self.batch]
             n = len(chunk)
             if self.meta.batch is not None and n < self.meta.batch:  # a fixed batch: pad with blank images
                 chunk = np.concatenate([chunk, np.zeros((self.meta.batch - n, *chunk.shape[1:]), chunk.dtype)])
-            outputs.append(self.backend(chunk)[:n])
+            outputs.append(self.runtime(chunk)[:n])
         raw = np.concatenate(outputs)
         self._check_layout(raw.shape)
         return raw
@@ -220,8 +258,10 @@ class Detector:
             self.end2end = by_shape
         elif self.end2end != by_shape and not (self.end2end and len(shape) == 3 and shape[2] == 6):
             expected = "(batch, k, 6)" if self.end2end else f"(batch, {4 + nc}, anchors)"
-            raise ModelError(f"{self.path}: output shape {tuple(shape)} contradicts the metadata's layout "
-                             f"{expected} (end2end={self.end2end}); export the model again")
+            raise ModelError(
+                f"{self.path}: output shape {tuple(shape)} contradicts the metadata's layout "
+                f"{expected} (end2end={self.end2end}); export the model again"
+            )
 
     def postprocess(self, raw: np.ndarray, shapes: Sequence[tuple[int, int]]) -> list[Detections]:
         """Decode raw outputs (either layout) and map the boxes back to each original image."""
@@ -229,10 +269,18 @@ class Detector:
         from ultralytics.utils import ops
 
         results = []
-        for pred, shape in zip(decode_detections(raw, len(self.names), self.conf, self.iou, self.max_det, self.end2end), shapes):
+        decoded = decode_detections(raw, len(self.names), self.conf, self.iou, self.max_det, self.end2end)
+        for pred, shape in zip(decoded, shapes):
             boxes = ops.scale_boxes((self.imgsz, self.imgsz), torch.from_numpy(pred[:, :4].copy()), shape)
-            results.append(Detections(xyxy=boxes.numpy().astype(np.float32), conf=pred[:, 4].copy(),
-                                      cls=pred[:, 5].round().astype(np.int64), names=self.names, shape=shape))
+            results.append(
+                Detections(
+                    xyxy=boxes.numpy().astype(np.float32),
+                    conf=pred[:, 4].copy(),
+                    cls=pred[:, 5].round().astype(np.int64),
+                    names=self.names,
+                    shape=shape,
+                )
+            )
         return results
 
     def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> Detections | list[Detections]:
@@ -250,8 +298,10 @@ class Detector:
         elif isinstance(images, np.ndarray) or (hasattr(images, "__iter__") and not isinstance(images, (str, bytes))):
             single = False
         else:
-            raise DataError(f"expected an image (numpy array) or a list of images, got {type(images).__name__}; "
-                            "pass what cv2.imread returns")
+            raise DataError(
+                f"expected an image (numpy array) or a list of images, got {type(images).__name__}; "
+                "pass what cv2.imread returns"
+            )
         batch = [as_bgr(images)] if single else [as_bgr(im, i) for i, im in enumerate(images)]
         if not batch:
             return []

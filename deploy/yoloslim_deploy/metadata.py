@@ -45,6 +45,16 @@ class ModelMeta:
     end2end: bool | None = None
     yoloslim: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def source(self) -> Path | None:
+        """The checkpoint the file was exported from, as the ``yoloslim`` entry records it.
+
+        An absolute path for files exported by this version; a bare file name (a relative path) for files exported
+        before the full path was recorded; None when the file does not say (e.g. a plain Ultralytics export).
+        """
+        source = self.yoloslim.get("source")
+        return Path(source) if isinstance(source, str) and source else None
+
 
 def _literal(value: Any) -> Any:
     """Ultralytics stores dicts and lists in ONNX metadata as ``str(value)``; parse them back."""
@@ -80,8 +90,16 @@ def from_ultralytics(raw: dict[str, Any], path: Path) -> ModelMeta:
     end2end = _literal(raw["end2end"]) if "end2end" in raw else extra.get("end2end")
     if args.get("nms"):  # Ultralytics' embedded NMS: (batch, max_det, 6) like the NMS-free head, decoded the same way
         end2end = True
-    return ModelMeta(names=names, imgsz=imgsz, stride=int(raw.get("stride", 32)), batch=batch, dynamic=dynamic,
-                     precision=precision, end2end=None if end2end is None else bool(end2end), yoloslim=extra)
+    return ModelMeta(
+        names=names,
+        imgsz=imgsz,
+        stride=int(raw.get("stride", 32)),
+        batch=batch,
+        dynamic=dynamic,
+        precision=precision,
+        end2end=None if end2end is None else bool(end2end),
+        yoloslim=extra,
+    )
 
 
 def onnx_metadata(path: str | Path) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 Ultralytics traces the fused model, simplifies the graph with onnxslim and embeds its metadata (class
 names, image size, stride, batch, export arguments). The adapter adds what a deployment needs on top:
 
-- a ``yoloslim`` metadata entry (JSON): precision, dynamic batch, opset, output layout (``end2end``), the recipe
-  and stage that made the checkpoint, and the parity result below;
+- a ``yoloslim`` metadata entry (JSON): precision, dynamic batch, opset, output layout (``end2end``), the source
+  checkpoint's resolved absolute path (``source``), the recipe and stage that made it, and the parity result below;
 - ``onnx.checker.check_model(full_check=True)``;
 - a parity check: the exported graph and the PyTorch model run the same letterboxed real images (the
   run's dataset, else a fixed synthetic image) and their raw outputs must agree within the tolerance of
@@ -34,9 +34,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from yoloslim import handled_signals, hookimpl
-from yoloslim import ExportError
-
+from yoloslim import ExportError, handled_signals, hookimpl
 from yoloslim_deploy.metadata import YOLOSLIM_KEY
 from yoloslim_deploy.parity import compare_outputs, letterboxed_batch, onnx_output, parity_images, torch_reference
 from yoloslim_deploy.tempdirs import export_workdir
@@ -76,12 +74,15 @@ def _check_options(options: dict[str, Any]) -> None:
 def check_nms_option(nms: Any, fmt: str) -> None:
     """Accept ``nms`` unset or False (YOLO26's NMS-free end-to-end output); refuse embedded NMS with one line."""
     if nms is True:
-        raise ExportError(f"{fmt} export option nms=True embeds NMS in the graph, whose output yoloslim cannot check "
-                          "against the PyTorch model; pass nms=false for YOLO26's NMS-free end-to-end output, or leave "
-                          "nms unset for NMS after the model")
+        raise ExportError(
+            f"{fmt} export option nms=True embeds NMS in the graph, whose output yoloslim cannot check "
+            "against the PyTorch model; pass nms=false for YOLO26's NMS-free end-to-end output, or leave "
+            "nms unset for NMS after the model"
+        )
     if nms is not None and nms is not False:
-        raise ExportError(f"{fmt} export option nms={nms!r}; pass nms=false (YOLO26's NMS-free end-to-end output) "
-                          "or leave it unset")
+        raise ExportError(
+            f"{fmt} export option nms={nms!r}; pass nms=false (YOLO26's NMS-free end-to-end output) or leave it unset"
+        )
 
 
 def _first_line(error: BaseException) -> str:
@@ -120,11 +121,14 @@ def _toposort(model: Any) -> None:
 
 
 def _provenance(checkpoint: Path, ctx: Any) -> dict[str, Any]:
-    """What made the checkpoint: the recipe and stage of this run, and what the checkpoint itself records."""
+    """What made the checkpoint: its path, the recipe and stage of this run, and what the checkpoint itself records.
+
+    ``source`` is the checkpoint's resolved absolute path, so the export names its origin wherever it is copied.
+    """
     from yoloslim import load_checkpoint
 
     _, ckpt = load_checkpoint(checkpoint)
-    info: dict[str, Any] = {"source": Path(checkpoint).name, "checkpoint": ckpt.get("yoloslim") or {}}
+    info: dict[str, Any] = {"source": str(Path(checkpoint).resolve()), "checkpoint": ckpt.get("yoloslim") or {}}
     if ctx is not None:
         info["recipe"] = ctx.recipe_path
         info["stage"] = ctx.stage.name if ctx.stage is not None else None
@@ -171,8 +175,13 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
     checkpoint, out = Path(checkpoint), Path(out)
     provenance = _provenance(checkpoint, ctx)  # also fails early, with one line, on a bad checkpoint
     out.parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {"format": "onnx", "device": "cpu", "simplify": True, "verbose": False,
-              **{k: options[k] for k in _ULTRALYTICS_OPTIONS if k in options}}
+    kwargs = {
+        "format": "onnx",
+        "device": "cpu",
+        "simplify": True,
+        "verbose": False,
+        **{k: options[k] for k in _ULTRALYTICS_OPTIONS if k in options},
+    }
     dynamic = bool(kwargs.get("dynamic", False))
     with export_workdir(out.parent, ".export-") as tmp:
         src = Path(tmp) / checkpoint.name
@@ -196,8 +205,13 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
         # Ultralytics records the head it exported; nms=False on a head without a one-to-one branch exports the usual
         # layout, so the option alone does not say.
         end2end = str(onnx_props(model).get("end2end")) == "True"
-        meta: dict[str, Any] = {"precision": precision, "dynamic": dynamic, "opset": opset, "end2end": end2end,
-                                **provenance}
+        meta: dict[str, Any] = {
+            "precision": precision,
+            "dynamic": dynamic,
+            "opset": opset,
+            "end2end": end2end,
+            **provenance,
+        }
 
         if options.get("parity", True):
             imgsz = int(kwargs.get("imgsz") or 640)
@@ -207,8 +221,13 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
             tol = options.get("parity_tolerance")
             candidate = onnx_output(model.SerializeToString(), x, batch)  # the graph that will be written
             reference = torch_reference(checkpoint, x, end2end=end2end, max_det=int(kwargs.get("max_det") or 300))
-            result = compare_outputs(reference, candidate, precision,
-                                     tuple(float(t) for t in tol) if tol is not None else None, end2end=end2end)
+            result = compare_outputs(
+                reference,
+                candidate,
+                precision,
+                tuple(float(t) for t in tol) if tol is not None else None,
+                end2end=end2end,
+            )
             if not result.ok:
                 raise ExportError(
                     f"ONNX export of '{checkpoint}' differs from the PyTorch model: max box diff "
@@ -217,14 +236,24 @@ def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, An
                     "parity_tolerance=(box, score) to accept it"
                 )
             meta["parity"] = result.to_dict()
-            LOGGER.info("%s: parity with PyTorch on %d images: box %.2g px, class %.2g", out.name, result.images,
-                        result.max_box_diff, result.max_score_diff)
+            LOGGER.info(
+                "%s: parity with PyTorch on %d images: box %.2g px, class %.2g",
+                out.name,
+                result.images,
+                result.max_box_diff,
+                result.max_score_diff,
+            )
 
         _set_metadata(model, YOLOSLIM_KEY, json.dumps(meta, default=str))
         staged = Path(tmp) / "checked.onnx"
         onnx.save(model, str(staged))
         os.replace(staged, out)
-    LOGGER.info("exported %s -> %s (%s, %s batch, %s)", checkpoint, out, precision,
-                "dynamic" if dynamic else f"static {kwargs.get('batch', 1)}",
-                "NMS-free end-to-end output" if end2end else "NMS after the model")
+    LOGGER.info(
+        "exported %s -> %s (%s, %s batch, %s)",
+        checkpoint,
+        out,
+        precision,
+        "dynamic" if dynamic else f"static {kwargs.get('batch', 1)}",
+        "NMS-free end-to-end output" if end2end else "NMS after the model",
+    )
     return out

@@ -62,8 +62,13 @@ class Parity:
         return asdict(self)
 
 
-def compare_outputs(reference: np.ndarray, candidate: np.ndarray, precision: str = "fp32",
-                    tolerance: tuple[float, float] | None = None, end2end: bool = False) -> Parity:
+def compare_outputs(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    precision: str = "fp32",
+    tolerance: tuple[float, float] | None = None,
+    end2end: bool = False,
+) -> Parity:
     """Compare two raw detection outputs of shape ``(batch, 4 + classes, anchors)``, or ``(batch, k, 6)`` when
     ``end2end`` (as sets, see the module's docstring).
 
@@ -168,5 +173,5 @@ def onnx_output(model: str | Path | bytes, x: np.ndarray, batch: int | None = No
     graph_input = session.get_inputs()[0]
     dtype = np.float16 if graph_input.type == "tensor(float16)" else np.float32
     step = batch or len(x)
-    outputs = [session.run(None, {graph_input.name: x[i:i + step].astype(dtype)})[0] for i in range(0, len(x), step)]
+    outputs = [session.run(None, {graph_input.name: x[i : i + step].astype(dtype)})[0] for i in range(0, len(x), step)]
     return np.concatenate(outputs).astype(np.float32)

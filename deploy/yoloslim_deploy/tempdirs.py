@@ -44,8 +44,11 @@ def export_workdir(folder: Path, prefix: str) -> tempfile.TemporaryDirectory:
             continue
         owner = pattern.match(leftover.name)
         try:
-            stale = (not pid_alive(int(owner.group(1))) if owner else
-                     time.time() - leftover.stat().st_mtime > LEGACY_MAX_AGE_S)
+            stale = (
+                not pid_alive(int(owner.group(1)))
+                if owner
+                else time.time() - leftover.stat().st_mtime > LEGACY_MAX_AGE_S
+            )
         except (OSError, ValueError, OverflowError):
             continue
         if stale:

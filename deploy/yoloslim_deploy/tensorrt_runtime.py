@@ -1,9 +1,9 @@
 """Run a TensorRT engine (TensorRT 10 name-based tensor API), with PyTorch's CUDA tensors as device buffers.
 
 The engine file has Ultralytics' layout (4-byte length, JSON metadata, serialized engine), so ``YOLO(path)``
-and this backend read the same files. The backend returns the engine's first output as it is, in whichever layout
-the engine was built with (``(batch, 4 + classes, anchors)``, or ``(batch, k, 6)`` for YOLO26's NMS-free head); the
-metadata's ``end2end`` says which, else the output's shape.
+and :class:`TensorRTRuntime` read the same files. The runtime returns the engine's first output as it is, in
+whichever layout the engine was built with (``(batch, 4 + classes, anchors)``, or ``(batch, k, 6)`` for YOLO26's
+NMS-free head); the metadata's ``end2end`` says which, else the output's shape.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from yoloslim import ModelError, YoloslimError
-
 from yoloslim_deploy.metadata import engine_header, from_ultralytics
 
 LOGGER = logging.getLogger("yoloslim.deploy.tensorrt")
@@ -31,8 +30,10 @@ def require_tensorrt(error: type[YoloslimError], what: str) -> Any:
     try:
         import tensorrt as trt
     except ImportError as e:
-        raise error(f"{what} needs the 'tensorrt' package (10.x), which is not installed; install it with "
-                    "pip install 'yoloslim[tensorrt]' on a machine with an NVIDIA GPU") from e
+        raise error(
+            f"{what} needs the 'tensorrt' package (10.x), which is not installed; install it with "
+            "pip install 'yoloslim[tensorrt]' on a machine with an NVIDIA GPU"
+        ) from e
     if int(trt.__version__.split(".", 1)[0]) < 10:
         raise error(f"{what} needs TensorRT 10 or newer, found {trt.__version__}; pip install 'tensorrt>=10.1'")
     import torch
@@ -45,15 +46,23 @@ def require_tensorrt(error: type[YoloslimError], what: str) -> Any:
 def _torch_dtype(trt: Any, dtype: Any) -> Any:
     import torch
 
-    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int8: torch.int8, trt.int32: torch.int32,
-             trt.int64: torch.int64, trt.bool: torch.bool}
+    table = {
+        trt.float32: torch.float32,
+        trt.float16: torch.float16,
+        trt.int8: torch.int8,
+        trt.int32: torch.int32,
+        trt.int64: torch.int64,
+        trt.bool: torch.bool,
+    }
     if dtype not in table:
-        raise ModelError(f"engine tensor type {dtype} is not supported by this runtime; build the engine from a "
-                         "float32 or float16 ONNX export")
+        raise ModelError(
+            f"engine tensor type {dtype} is not supported by this runtime; build the engine from a "
+            "float32 or float16 ONNX export"
+        )
     return table[dtype]
 
 
-class TensorRTBackend:
+class TensorRTRuntime:
     """A deserialized TensorRT engine with one execution context; callable on float32 NCHW numpy batches.
 
     Returns the first output as float32 numpy, in the engine's own layout (see the module's docstring).
@@ -68,11 +77,13 @@ class TensorRTBackend:
         self.meta = from_ultralytics(raw_meta, Path(path))
         self.logger = trt.Logger(trt.Logger.WARNING)
         with torch.cuda.device(self.device):
-            self.runtime = trt.Runtime(self.logger)
-            self.engine = self.runtime.deserialize_cuda_engine(Path(path).read_bytes()[offset:])
+            self.trt_runtime = trt.Runtime(self.logger)
+            self.engine = self.trt_runtime.deserialize_cuda_engine(Path(path).read_bytes()[offset:])
             if self.engine is None:
-                raise ModelError(f"{path}: TensorRT could not deserialize the engine (built by another TensorRT "
-                                 "version or for another GPU); build it again on this machine")
+                raise ModelError(
+                    f"{path}: TensorRT could not deserialize the engine (built by another TensorRT "
+                    "version or for another GPU); build it again on this machine"
+                )
             self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]

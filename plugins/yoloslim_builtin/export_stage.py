@@ -7,12 +7,11 @@ against what the loaded plugins declare through ``yoloslim_export_formats``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yoloslim import hookimpl
-from yoloslim import ExportError
-from yoloslim.recipe import Option, StageType
+from yoloslim import ExportError, StageType, hookimpl, option, options_dict
 
 _SUFFIX = {"onnx": ".onnx", "engine": ".engine", "tensorrt": ".engine", "torchscript": ".torchscript"}
 
@@ -29,20 +28,33 @@ def unavailable(fmt: str, pm: Any) -> list[str] | None:
 
 
 # The fix when the format a stage needs is ONNX (or nothing is exportable): the first-party adapter is left out.
-ENABLE_ONNX = ("enable yoloslim_deploy's 'onnx' plugin (see 'yoloslim plugins'; YOLOSLIM_PLUGINS or "
-               "YOLOSLIM_DISABLE_PLUGINS may leave it out)")
+ENABLE_ONNX = (
+    "enable yoloslim_deploy's 'onnx' plugin (see 'yoloslim plugins'; YOLOSLIM_PLUGINS or "
+    "YOLOSLIM_DISABLE_PLUGINS may leave it out)"
+)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Options of the ``export`` stage (passed to the exporting plugin as format options)."""
+
+    format: str = option("onnx", help="format name answered by an export plugin (see 'yoloslim plugins')")
+    opset: int | None = option(None, help="ONNX opset (default: the exporter's)", ge=7)
+    dynamic: bool = option(False, help="dynamic batch axis")
+    half: bool = option(False, help="FP16 weights")
 
 
 @hookimpl
 def yoloslim_stage_types() -> list[StageType]:
     """Declare ``export`` with its format options."""
-    return [StageType("export", produces="artifact", help="export the current checkpoint to a deployment format",
-                      options={
-                          "format": Option(str, "onnx", "format name answered by an export plugin"),
-                          "opset": Option(int, None, "ONNX opset (default: the exporter's)"),
-                          "dynamic": Option(bool, False, "dynamic batch axis"),
-                          "half": Option(bool, False, "FP16 weights"),
-                      })]
+    return [
+        StageType(
+            "export",
+            options=ExportOptions,
+            produces="artifact",
+            help="export the current checkpoint to a deployment format",
+        )
+    ]
 
 
 @hookimpl
@@ -50,15 +62,17 @@ def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
     """Refuse, before any stage runs, an ``export`` stage whose format no loaded plugin exports."""
     if stage.type != "export":
         return
-    fmt = stage.options["format"]
+    fmt = stage.options.format
     formats = unavailable(fmt, ctx.get_plugins())
     if formats is None:
         return
     where = f"stage '{stage.name}': option 'format'"
     if not formats:
         raise ExportError(f"{where}: no loaded plugin exports format '{fmt}', nor any other; {ENABLE_ONNX}")
-    raise ExportError(f"{where}: no loaded plugin exports format '{fmt}'; formats available here: "
-                      f"{', '.join(formats)}; set 'format' to one of them or install a plugin that exports '{fmt}'")
+    raise ExportError(
+        f"{where}: no loaded plugin exports format '{fmt}'; formats available here: "
+        f"{', '.join(formats)}; set 'format' to one of them or install a plugin that exports '{fmt}'"
+    )
 
 
 @hookimpl
@@ -66,7 +80,7 @@ def yoloslim_build_artifact(checkpoint: Path, stage: Any, ctx: Any) -> Path | No
     """Export ``checkpoint`` into the stage directory."""
     if stage.type != "export":
         return None
-    fmt = stage.options["format"]
+    fmt = stage.options.format
     out = ctx.stage_dir / f"{stage.name}{_SUFFIX.get(fmt, '.' + fmt)}"
-    options = {k: v for k, v in stage.options.items() if k != "format" and v is not None}
+    options = {k: v for k, v in options_dict(stage.options).items() if k != "format" and v is not None}
     return ctx.export(checkpoint, fmt, out, **options)

@@ -6,12 +6,17 @@ stage in which other plugins' training hooks (extra loss terms, schedules) act.
 
 from __future__ import annotations
 
-from yoloslim import hookimpl
-from yoloslim import StageType
+from yoloslim import StageType, hookimpl
 
 
 @hookimpl
 def yoloslim_stage_types() -> list[StageType]:
     """Declare ``finetune``: no options of its own; ``epochs`` and ``train`` as for every training stage."""
-    return [StageType("finetune", trains=True, default_epochs=10,
-                      help="fine-tune the current model (Ultralytics training with yoloslim hooks)")]
+    return [
+        StageType(
+            "finetune",
+            accepts_training=True,
+            default_epochs=10,
+            help="fine-tune the current model (Ultralytics training with yoloslim hooks)",
+        )
+    ]

@@ -41,8 +41,12 @@ def head_info(model: nn.Module, imgsz: int = 64) -> HeadInfo:
     finally:
         model.train(was_training)
     raw = head_outputs(out)
-    return HeadInfo([f.shape[1] for f in raw["feats"]], raw["scores"].shape[-1], raw["boxes"].shape[1] // 4,
-                    one2one_outputs(out) is not None)
+    return HeadInfo(
+        [f.shape[1] for f in raw["feats"]],
+        raw["scores"].shape[-1],
+        raw["boxes"].shape[1] // 4,
+        one2one_outputs(out) is not None,
+    )
 
 
 def _raw(out: object) -> object:
@@ -88,8 +92,9 @@ class MGDGenerator(nn.Module):
         super().__init__()
         self.mask_ratio = mask_ratio
         self.align = align(c_student, c_teacher)
-        self.block = nn.Sequential(nn.Conv2d(c_student, c_student, 3, padding=1), nn.ReLU(inplace=True),
-                                   nn.Conv2d(c_student, c_teacher, 1))
+        self.block = nn.Sequential(
+            nn.Conv2d(c_student, c_student, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c_student, c_teacher, 1)
+        )
         nn.init.zeros_(self.block[-1].weight)
         nn.init.zeros_(self.block[-1].bias)
 
@@ -102,8 +107,9 @@ class MGDGenerator(nn.Module):
         return self.align(x) + self.block(x)
 
 
-def build_adapters(methods: tuple[str, ...], student: list[int], teacher: list[int],
-                   mgd_mask_ratio: float) -> nn.ModuleDict:
+def build_adapters(
+    methods: tuple[str, ...], student: list[int], teacher: list[int], mgd_mask_ratio: float
+) -> nn.ModuleDict:
     """Adapters of the feature methods among ``methods``, one per feature level, keyed ``<method>``.
 
     Args:

@@ -56,8 +56,9 @@ class Distiller:
         self.widths = {"student": s_info.channels, "teacher": t_info.channels}
         self.reg_max = s_info.reg_max
         self.one2one = s_info.one2one and t_info.one2one
-        self.adapters = build_adapters(self.opts.methods, s_info.channels, t_info.channels,
-                                       self.opts.mgd_mask_ratio).to(device)
+        self.adapters = build_adapters(
+            self.opts.methods, s_info.channels, t_info.channels, self.opts.mgd_mask_ratio
+        ).to(device)
         self.adapters.train()
 
     def parameters(self) -> list[nn.Parameter]:
@@ -95,11 +96,17 @@ class Distiller:
         """``logit`` or ``ld`` between one branch of the student's head and the same branch of the teacher's."""
         if method == "logit":
             return losses.logit_kd(student["scores"], teacher["scores"], self.opts.temperature)
-        return losses.localization_kd(student["boxes"], teacher["boxes"], losses.teacher_confidence(teacher["scores"]),
-                                      self.reg_max, self.opts.temperature)
+        return losses.localization_kd(
+            student["boxes"],
+            teacher["boxes"],
+            losses.teacher_confidence(teacher["scores"]),
+            self.reg_max,
+            self.opts.temperature,
+        )
 
-    def _feature_loss(self, method: str, s_feats: list[torch.Tensor], t_feats: list[torch.Tensor],
-                      weight: torch.Tensor) -> torch.Tensor:
+    def _feature_loss(
+        self, method: str, s_feats: list[torch.Tensor], t_feats: list[torch.Tensor], weight: torch.Tensor
+    ) -> torch.Tensor:
         """A feature method's loss summed over the levels that feed ``Detect`` (as Ultralytics sums ``loss_sl2``)."""
         adapters = self.adapters[method]
         total = s_feats[0].new_zeros((), dtype=torch.float32)
@@ -107,8 +114,10 @@ class Distiller:
             scores = weight.split([f.shape[-2] * f.shape[-1] for f in t_feats], dim=-1)
         for i, (s, t) in enumerate(zip(s_feats, t_feats)):
             if s.shape[-2:] != t.shape[-2:]:
-                raise ModelError(f"feature level {i}: student map {tuple(s.shape[-2:])} vs teacher "
-                                 f"{tuple(t.shape[-2:])}; teacher and student need the same strides")
+                raise ModelError(
+                    f"feature level {i}: student map {tuple(s.shape[-2:])} vs teacher "
+                    f"{tuple(t.shape[-2:])}; teacher and student need the same strides"
+                )
             mapped = adapters[i](s)
             if method == "cwd":
                 total = total + losses.channel_wise_kd(mapped, t, self.opts.cwd_temperature)

@@ -26,12 +26,14 @@ def logit_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -
     s, t = student.float() / temperature, teacher.float() / temperature
     p = t.sigmoid()
     kl = F.binary_cross_entropy_with_logits(s, p, reduction="none") - F.binary_cross_entropy_with_logits(
-        t, p, reduction="none")
+        t, p, reduction="none"
+    )
     return kl.sum() * temperature**2 / teacher_confidence(teacher).sum().clamp(min=1.0)
 
 
-def localization_kd(student: torch.Tensor, teacher: torch.Tensor, weight: torch.Tensor, reg_max: int,
-                    temperature: float) -> torch.Tensor:
+def localization_kd(
+    student: torch.Tensor, teacher: torch.Tensor, weight: torch.Tensor, reg_max: int, temperature: float
+) -> torch.Tensor:
     """Localization distillation (LD) on the DFL bins: KL of the softened bin distributions of each box side.
 
     Args:

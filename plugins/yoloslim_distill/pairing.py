@@ -28,8 +28,10 @@ def unsupported(method: str, student: HeadInfo, teacher: HeadInfo) -> str | None
     if student.reg_max == teacher.reg_max == 1:
         return "distils the box bins of the DFL, but neither model has any (reg_max 1, as in YOLO26)"
     if student.reg_max != teacher.reg_max:
-        return (f"distils the box bins of the DFL, but the teacher has {_bins(teacher.reg_max)} and the "
-                f"student {_bins(student.reg_max)}")
+        return (
+            f"distils the box bins of the DFL, but the teacher has {_bins(teacher.reg_max)} and the "
+            f"student {_bins(student.reg_max)}"
+        )
     return None
 
 
@@ -39,24 +41,31 @@ def check_requested_for_teacher(opts: DistillOptions, teacher: HeadInfo, where: 
     The checks that need the student as well are :func:`fit_methods`'s, when the stage starts. Today only ``ld`` has
     such a constraint: a teacher without DFL bins (reg_max 1, as in YOLO26) has no box distribution to distil.
     """
-    if "ld" in opts.weights and "ld" not in opts.defaulted and teacher.reg_max <= 1:
-        raise RecipeError(f"{where}: method 'ld' distils the box bins of the DFL, but teacher '{opts.teacher}' has "
-                          f"{_bins(teacher.reg_max)}; remove 'ld' from 'method' and 'weights', or leave 'method' "
-                          "unset to use the default methods that fit")
+    if "ld" in opts.loss_weights and "ld" not in opts.defaulted and teacher.reg_max <= 1:
+        raise RecipeError(
+            f"{where}: method 'ld' distils the box bins of the DFL, but teacher '{opts.teacher}' has "
+            f"{_bins(teacher.reg_max)}; remove 'ld' from 'method' and 'weights', or leave 'method' "
+            "unset to use the default methods that fit"
+        )
 
 
 def check_heads(student: HeadInfo, teacher: HeadInfo, teacher_path: str) -> None:
     """Raise ModelError when the two heads see different feature levels or strides (no method can then compare them)."""
     if len(student.channels) != len(teacher.channels):
-        raise ModelError(f"teacher '{teacher_path}' feeds its head {len(teacher.channels)} feature levels but the "
-                         f"student {len(student.channels)}; distil between detectors with the same levels")
+        raise ModelError(
+            f"teacher '{teacher_path}' feeds its head {len(teacher.channels)} feature levels but the "
+            f"student {len(student.channels)}; distil between detectors with the same levels"
+        )
     if student.anchors != teacher.anchors:
-        raise ModelError(f"teacher '{teacher_path}' predicts {teacher.anchors} anchors where the student predicts "
-                         f"{student.anchors} (different strides); distil between detectors with the same strides")
+        raise ModelError(
+            f"teacher '{teacher_path}' predicts {teacher.anchors} anchors where the student predicts "
+            f"{student.anchors} (different strides); distil between detectors with the same strides"
+        )
 
 
-def fit_methods(opts: DistillOptions, student: HeadInfo, teacher: HeadInfo,
-                where: str = "stage 'distill'") -> tuple[DistillOptions, list[str]]:
+def fit_methods(
+    opts: DistillOptions, student: HeadInfo, teacher: HeadInfo, where: str = "stage 'distill'"
+) -> tuple[DistillOptions, list[str]]:
     """The options with the default methods the pair cannot use left out, and one note per method left out.
 
     Args:
@@ -72,13 +81,20 @@ def fit_methods(opts: DistillOptions, student: HeadInfo, teacher: HeadInfo,
     check_heads(student, teacher, opts.teacher)
     weights: dict[str, float] = {}
     notes: list[str] = []
-    for method, weight in opts.weights.items():
+    for method, weight in opts.loss_weights.items():
         reason = unsupported(method, student, teacher)
         if reason is None:
             weights[method] = weight
         elif method in opts.defaulted:
             notes.append(f"'{method}' left out of the default methods: it {reason}")
         else:
-            raise RecipeError(f"{where}: method '{method}' {reason} (teacher '{opts.teacher}'); remove '{method}' from "
-                              "'method' and 'weights', or leave 'method' unset to use the default methods that fit")
-    return replace(opts, weights=weights, defaulted=opts.defaulted & set(weights)), notes
+            raise RecipeError(
+                f"{where}: method '{method}' {reason} (teacher '{opts.teacher}'); remove '{method}' from "
+                "'method' and 'weights', or leave 'method' unset to use the default methods that fit"
+            )
+    if not weights:
+        raise RecipeError(
+            f"{where}: none of the methods fits this teacher/student pair ({'; '.join(notes)}); "
+            "choose 'method' from those the notes allow"
+        )
+    return replace(opts, method=list(weights), weights=weights), notes

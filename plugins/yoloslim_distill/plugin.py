@@ -20,12 +20,11 @@ from typing import Any
 from torch import nn
 from ultralytics.utils.torch_utils import unwrap_model
 
-from yoloslim import hookimpl
-from yoloslim import StageType
+from yoloslim import StageType, hookimpl
 
 from .adapters import head_info
 from .distiller import Distiller
-from .options import STAGE_TYPE, DistillOptions, parse_options
+from .options import STAGE_TYPE, DistillOptions
 from .pairing import check_requested_for_teacher, fit_methods
 from .teacher import Teacher, check_same_classes, check_teacher
 
@@ -40,7 +39,7 @@ def _options(ctx: Any) -> DistillOptions | None:
     stage = ctx.stage
     if stage is None or stage.type != "distill":
         return None
-    return parse_options(stage.options, f"stage '{stage.name}'")
+    return stage.options
 
 
 def add_param_group(trainer: Any, params: list[nn.Parameter]) -> None:
@@ -75,7 +74,7 @@ def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
     if stage.type != "distill":
         return
     where = f"stage '{stage.name}'"
-    opts = parse_options(stage.options, where)
+    opts = stage.options
     teacher = check_teacher(opts.teacher, ctx.data, where)
     check_requested_for_teacher(opts, head_info(teacher), where)
 
@@ -86,7 +85,7 @@ def yoloslim_transform_model(model: nn.Module, stage: Any, ctx: Any) -> nn.Modul
     if stage.type != "distill":
         return None
     where = f"stage '{stage.name}'"
-    opts = parse_options(stage.options, where)
+    opts = stage.options
     teacher = Teacher.load(opts.teacher, opts.teacher_precision)
     check_same_classes(teacher.model, model, opts.teacher)
     opts, notes = fit_methods(opts, head_info(model), head_info(teacher.model), where)
@@ -94,9 +93,12 @@ def yoloslim_transform_model(model: nn.Module, stage: Any, ctx: Any) -> nn.Modul
         ctx.logger.info("%s: %s", where, note)
     if stage.epochs > 0:
         _state(ctx)["teacher"] = teacher  # train start takes it from here instead of loading it again
-    ctx.logger.info("teacher %s (%d parameters), methods %s", opts.teacher,
-                    sum(p.numel() for p in teacher.model.parameters()),
-                    ", ".join(f"{m}={w:g}" for m, w in opts.weights.items()))
+    ctx.logger.info(
+        "teacher %s (%d parameters), methods %s",
+        opts.teacher,
+        sum(p.numel() for p in teacher.model.parameters()),
+        ", ".join(f"{m}={w:g}" for m, w in opts.loss_weights.items()),
+    )
     return model
 
 
@@ -113,10 +115,14 @@ def yoloslim_train_start(trainer: Any, ctx: Any) -> None:
     add_param_group(trainer, distiller.parameters())
     state["distiller"] = distiller
     w = distiller.widths
-    ctx.logger.info("distilling with %s; feature widths student %s, teacher %s; %d adapter parameters; "
-                    "teacher forward in %s", ", ".join(f"{m}={v:g}" for m, v in distiller.opts.weights.items()),
-                    w["student"], w["teacher"],
-                    sum(p.numel() for p in distiller.parameters()), distiller.teacher.dtype or "float32")
+    ctx.logger.info(
+        "distilling with %s; feature widths student %s, teacher %s; %d adapter parameters; teacher forward in %s",
+        ", ".join(f"{m}={v:g}" for m, v in distiller.opts.loss_weights.items()),
+        w["student"],
+        w["teacher"],
+        sum(p.numel() for p in distiller.parameters()),
+        distiller.teacher.dtype or "float32",
+    )
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""The frozen teacher: loaded from any Ultralytics detection checkpoint, checked against the student, run without grad."""
+"""The frozen teacher: loaded from an Ultralytics detection checkpoint, checked against the student, run w/o grad."""
 
 from __future__ import annotations
 
@@ -48,8 +48,10 @@ def check_teacher(path: str | Path, data: str | Path | None, where: str = "stage
     from yoloslim import check_dataset, load_checkpoint
 
     if not Path(path).is_file():
-        raise ModelError(f"{where}: teacher '{path}' not found; set 'teacher' to an existing Ultralytics detection "
-                         "checkpoint (.pt) trained on the dataset's classes")
+        raise ModelError(
+            f"{where}: teacher '{path}' not found; set 'teacher' to an existing Ultralytics detection "
+            "checkpoint (.pt) trained on the dataset's classes"
+        )
     try:
         model, _ = load_checkpoint(path)
     except ModelError as e:
@@ -57,8 +59,10 @@ def check_teacher(path: str | Path, data: str | Path | None, where: str = "stage
     if data is not None:
         names = list(check_dataset(data)["names"].values())
         if class_names(model) != names:
-            raise DataError(f"{where}: teacher '{path}' has classes {class_names(model)} but dataset '{data}' has "
-                            f"{names}; set 'teacher' to a checkpoint trained on the dataset's classes, in its order")
+            raise DataError(
+                f"{where}: teacher '{path}' has classes {class_names(model)} but dataset '{data}' has "
+                f"{names}; set 'teacher' to a checkpoint trained on the dataset's classes, in its order"
+            )
     return model
 
 
@@ -116,13 +120,15 @@ class Teacher:
         the student's losses may save them for backward.
         """
         device = img.device
-        cast = (torch.autocast(device.type, dtype=self.dtype) if self.dtype is not None
-                else contextlib.nullcontext())
+        cast = torch.autocast(device.type, dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
         with torch.inference_mode(), cast:
             out = self.model(img)
             raw, o2o = head_outputs(out), one2one_outputs(out)
             scores, boxes, feats = raw["scores"], raw["boxes"], list(raw["feats"])
             o2o = None if o2o is None else {k: o2o[k] for k in ("scores", "boxes")}
-        return {"scores": scores.float().clone(), "boxes": boxes.float().clone(),
-                "feats": [f.float().clone() for f in feats],
-                "one2one": None if o2o is None else {k: v.float().clone() for k, v in o2o.items()}}
+        return {
+            "scores": scores.float().clone(),
+            "boxes": boxes.float().clone(),
+            "feats": [f.float().clone() for f in feats],
+            "one2one": None if o2o is None else {k: v.float().clone() for k, v in o2o.items()},
+        }

@@ -13,7 +13,6 @@ functions below work on a loaded ``DetectionModel`` directly::
 from yoloslim_prune.channel_pruner import gflops, prune_channels
 from yoloslim_prune.depth_pruner import prune_depth
 from yoloslim_prune.magnitude import apply_masks, cubic_sparsity, magnitude_masks, sparsity
-from yoloslim_prune.modules import SplitC2f, SplitC2PSA, make_prunable
 
 __all__ = [
     "SplitC2PSA",

@@ -50,8 +50,7 @@ def calibration_batches(data: str | Path, imgsz: int, batches: int = 4, batch_si
 @contextlib.contextmanager
 def _loss_ready(model: nn.Module) -> Iterator[None]:
     """Give ``model`` what Ultralytics' loss needs (hyper-parameters as attributes), restoring it afterwards."""
-    from ultralytics.cfg import get_cfg
-    from ultralytics.cfg import DEFAULT_CFG_DICT
+    from ultralytics.cfg import DEFAULT_CFG_DICT, get_cfg
 
     old_args, old_criterion = getattr(model, "args", None), getattr(model, "criterion", None)
     own = old_args if isinstance(old_args, dict) else vars(old_args) if old_args is not None else {}

@@ -1,6 +1,6 @@
 """Dependency-aware channel pruning of Ultralytics detection models with Torch-Pruning.
 
-The model's split blocks are first replaced by prunable equivalents (:mod:`yoloslim_prune.modules`);
+The model's split blocks are first replaced by prunable equivalents (:mod:`yoloslim.structure`);
 Torch-Pruning's dependency graph then removes whole channels consistently through residual adds,
 ``Concat``, ``SPPF`` and the inner convolutions of ``Detect``'s branches. What must stay intact is
 ignored: the final box/class prediction convolutions, the DFL, and attention (its channels are
@@ -17,88 +17,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from ultralytics.nn.modules import C2PSA, C3, DFL, SPPF, Bottleneck, C2f, Concat, Conv, Detect, DWConv
-from ultralytics.nn.modules.block import C3k, Attention, PSABlock
+from ultralytics.nn.modules import DFL
 
-from yoloslim import ModelError, RecipeError
-from yoloslim import torch_counts
-
-from .modules import SplitC2f, SplitC2PSA, make_prunable
+from yoloslim import RecipeError, check_prunable, make_prunable, prune_ignored_layers, raw_head_outputs, torch_counts
 
 LOGGER = logging.getLogger("yoloslim.plugin.prune")
 
 IMPORTANCES = ("l1", "l2", "bn", "taylor")
-
-# Layer types the dependency graph handles correctly once split blocks are replaced (containers included).
-SUPPORTED_LAYERS: tuple[type, ...] = (
-    Conv, DWConv, Bottleneck, C3, C3k, SplitC2f, SplitC2PSA, PSABlock, Attention, SPPF, Concat, Detect, DFL,
-    nn.Conv2d, nn.BatchNorm2d, nn.SiLU, nn.ReLU, nn.LeakyReLU, nn.Hardswish, nn.Identity, nn.MaxPool2d,
-    nn.Upsample, nn.Sequential, nn.ModuleList,
-)  # fmt: skip
-
-
-def _supported(module: nn.Module) -> bool:
-    if isinstance(module, Detect):
-        return type(module) is Detect
-    if isinstance(module, C2f):
-        return type(module).forward is C2f.forward
-    return isinstance(module, (*SUPPORTED_LAYERS, C2PSA))
-
-
-def check_supported(model: nn.Module) -> None:
-    """Raise ModelError naming the first layer of ``model`` that channel pruning does not support.
-
-    Only exact Ultralytics ``Detect`` heads are supported (not segmentation, pose, OBB or v10 heads).
-    """
-    from ultralytics.nn.tasks import DetectionModel
-
-    for name, module in model.named_modules():
-        if name == "" or isinstance(module, DetectionModel) or _supported(module):
-            continue
-        raise ModelError(
-            f"layer '{name}' ({type(module).__name__}) is not supported by channel pruning; supported layers: "
-            f"{', '.join(sorted({t.__name__ for t in SUPPORTED_LAYERS} | {'C2f', 'C3k2', 'C2PSA'}))}; "
-            "use method 'magnitude' for this model, or one built from a YOLOv8/YOLO11/YOLO26 detect YAML"
-        )
-
-
-def ignored_layers(model: nn.Module, prune_head: bool = True) -> list[nn.Module]:
-    """Layers whose output channels must not change: prediction convs, DFL, attention (all of Detect if not ``prune_head``)."""
-    ignored: list[nn.Module] = []
-    for module in model.modules():
-        if isinstance(module, Detect):
-            if not prune_head:
-                ignored.append(module)
-                continue
-            for branch in ("cv2", "cv3", "one2one_cv2", "one2one_cv3"):
-                for seq in getattr(module, branch, None) or ():
-                    ignored.append(seq[-1])
-            ignored.append(module.dfl)
-        elif isinstance(module, Attention):
-            ignored.append(module)
-    return ignored
-
-
-def raw_head_outputs(out: Any) -> list[torch.Tensor]:
-    """The raw prediction tensors of an eval-mode detection forward, without the decode and top-k post-processing.
-
-    Tracing stops at the branch outputs: YOLO26's end-to-end top-k/gather over anchors x classes would otherwise
-    enter the dependency graph (and break Torch-Pruning's concat bookkeeping for some class counts).
-    """
-    found: list[torch.Tensor] = []
-
-    def walk(o: Any) -> None:
-        if isinstance(o, torch.Tensor):
-            found.append(o)
-        elif isinstance(o, dict):
-            for v in o.values():
-                walk(v)
-        elif isinstance(o, (list, tuple)):
-            for v in o:
-                walk(v)
-
-    walk(out[1] if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict) else out)
-    return found
 
 
 def make_importance(name: str) -> Any:
@@ -135,7 +60,9 @@ def example_size(imgsz: int) -> int:
     return max(64, min(128, int(math.ceil(imgsz / 32) * 32)))
 
 
-def _search_ratio(macs_at: Callable[[float], float], target: float, max_ratio: float, iterations: int = 7) -> float | None:
+def _search_ratio(
+    macs_at: Callable[[float], float], target: float, max_ratio: float, iterations: int = 7
+) -> float | None:
     """Smallest pruning ratio in (0, ``max_ratio``) whose MACs fraction ``macs_at(r)`` is <= ``target``, or None.
 
     Bisection to ``max_ratio / 2**iterations``; MACs fall monotonically with the ratio (not necessarily at
@@ -195,7 +122,7 @@ def prune_channels(
         raise RecipeError(f"target_macs must be in (0, 1], got {target_macs}")
     if importance == "taylor" and gradients is None:
         raise RecipeError("importance 'taylor' needs calibration data (the stage's dataset)")
-    check_supported(model)
+    check_prunable(model)
     make_prunable(model)
     model.eval()
     for p in model.parameters():
@@ -209,9 +136,15 @@ def prune_channels(
     def prune(net: nn.Module, r: float) -> nn.Module:
         if r > 0:
             pruner = tp.pruner.MetaPruner(
-                net, torch.zeros(1, 3, size, size), importance=make_importance(importance), pruning_ratio=r,
-                max_pruning_ratio=max_layer_ratio, global_pruning=global_pruning, round_to=round_to,
-                ignored_layers=ignored_layers(net, prune_head), output_transform=raw_head_outputs,
+                net,
+                torch.zeros(1, 3, size, size),
+                importance=make_importance(importance),
+                pruning_ratio=r,
+                max_pruning_ratio=max_layer_ratio,
+                global_pruning=global_pruning,
+                round_to=round_to,
+                ignored_layers=prune_ignored_layers(net, prune_head),
+                output_transform=raw_head_outputs,
             )
             pruner.step()
         return net
@@ -236,6 +169,13 @@ def prune_channels(
     for module in model.modules():
         if isinstance(module, DFL):
             module.conv.requires_grad_(False)
-    LOGGER.info("channel pruning (%s%s): GFLOPs %.3f -> %.3f (%.1f%%) at %d px", importance,
-                ", global" if global_pruning else "", before, after, 100 * after / before, size)
+    LOGGER.info(
+        "channel pruning (%s%s): GFLOPs %.3f -> %.3f (%.1f%%) at %d px",
+        importance,
+        ", global" if global_pruning else "",
+        before,
+        after,
+        100 * after / before,
+        size,
+    )
     return model

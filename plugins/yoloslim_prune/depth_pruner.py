@@ -17,10 +17,9 @@ import torch
 from torch import nn
 from ultralytics.nn.modules import C2f
 
-from yoloslim import ModelError, RecipeError
+from yoloslim import ModelError, RecipeError, SplitC2f
 
 from .channel_pruner import example_size, gflops
-from .modules import SplitC2f
 
 LOGGER = logging.getLogger("yoloslim.plugin.prune")
 
@@ -53,8 +52,11 @@ def _widths(model: nn.Module, imgsz: int) -> dict[int, tuple[int, int]]:
     hooks = []
     for _, owner in _chains(model):
         for block in owner.m:
-            hooks.append(block.register_forward_hook(
-                lambda mod, inp, out: widths.__setitem__(id(mod), (inp[0].shape[1], out.shape[1]))))
+            hooks.append(
+                block.register_forward_hook(
+                    lambda mod, inp, out: widths.__setitem__(id(mod), (inp[0].shape[1], out.shape[1]))
+                )
+            )
     try:
         model.eval()
         with torch.inference_mode():
@@ -112,8 +114,9 @@ def _bn_scale(block: nn.Module) -> float:
     return float(bns[-1].weight.detach().abs().mean()) if bns else 0.0
 
 
-def block_scores(model: nn.Module, blocks: list[Block], importance: str,
-                 loss: Callable[[nn.Module], float] | None = None) -> list[float]:
+def block_scores(
+    model: nn.Module, blocks: list[Block], importance: str, loss: Callable[[nn.Module], float] | None = None
+) -> list[float]:
     """Importance of each block (higher = keep): the loss increase when it is bypassed, or a weight statistic."""
     if importance == "loss":
         if loss is None:
@@ -204,6 +207,13 @@ def prune_depth(
                 f"target_macs {target_macs} is not reachable by removing blocks (all {len(blocks)} removed keeps "
                 f"{gflops(model, size) / before:.3f}); use method 'channel' or a higher target_macs"
             )
-    LOGGER.info("depth pruning (%s): removed %d of %d blocks %s; GFLOPs %.3f -> %.3f", importance, len(removed),
-                len(blocks), removed, before, gflops(model, size))
+    LOGGER.info(
+        "depth pruning (%s): removed %d of %d blocks %s; GFLOPs %.3f -> %.3f",
+        importance,
+        len(removed),
+        len(blocks),
+        removed,
+        before,
+        gflops(model, size),
+    )
     return removed

@@ -17,8 +17,11 @@ Masks = dict[str, torch.Tensor]
 def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
     """Convolution weights that unstructured pruning may zero, by parameter name (the fixed DFL conv is left out)."""
     skip = {id(m.conv) for m in model.modules() if isinstance(m, DFL)}
-    return {f"{name}.weight" if name else "weight": m.weight for name, m in model.named_modules()
-            if isinstance(m, nn.Conv2d) and id(m) not in skip}
+    return {
+        f"{name}.weight" if name else "weight": m.weight
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) and id(m) not in skip
+    }
 
 
 def magnitude_masks(model: nn.Module, sparsity: float, global_pruning: bool = False) -> Masks:

@@ -3,8 +3,9 @@
 - ``yoloslim_transform_model`` prunes (channels, blocks, or weights one-shot); with
   ``iterative_steps: N`` it runs N-1 rounds of prune -> fine-tune itself and returns the last
   round's pruned model for the core's fine-tune.
-- ``yoloslim_checkpoint_classes`` declares the split blocks (:mod:`yoloslim_prune.modules`) a channel-pruned
-  checkpoint pickles, so yoloslim's safe loader accepts pruned checkpoints without ``--trust-checkpoint``.
+- The model-structure rules (split blocks, layers whose channels stay) are the core's (``yoloslim.make_prunable``,
+  ``yoloslim.prune_ignored_layers``, :mod:`yoloslim.structure`), shared with third-party pruners; the core's safe
+  loader allows the split blocks a channel-pruned checkpoint pickles.
 - ``yoloslim_check_stage`` checks, before any stage runs, that a data-driven importance (``taylor``, ``loss``) has
   labelled training images to compute the detection loss on.
 - Unstructured masks are kept through training: re-applied after every optimizer step (model and
@@ -23,12 +24,10 @@ from typing import Any
 from torch import nn
 from ultralytics.utils.torch_utils import unwrap_model
 
-from yoloslim import hookimpl
-from yoloslim import DataError
-from yoloslim import StageType
+from yoloslim import DataError, StageType, hookimpl
 
 from .magnitude import apply_masks, cubic_sparsity, magnitude_masks, masks_from_zeros, sparsity
-from .options import STAGE_TYPE, parse_options
+from .options import STAGE_TYPE
 from .pruning import prune_model
 
 _KEY = "prune"
@@ -41,9 +40,9 @@ def _state(ctx: Any) -> dict[str, Any]:
 def _magnitude_stage(ctx: Any) -> Any:
     """The validated options of the current stage if it is a magnitude ``prune`` stage, else None."""
     stage = ctx.stage
-    if stage is None or stage.type != "prune" or stage.options.get("method") != "magnitude":
+    if stage is None or stage.type != "prune" or stage.options.method != "magnitude":
         return None
-    return parse_options(stage.options, stage.epochs, f"stage '{stage.name}'")
+    return stage.options
 
 
 @hookimpl
@@ -53,31 +52,27 @@ def yoloslim_stage_types() -> list[StageType]:
 
 
 @hookimpl
-def yoloslim_checkpoint_classes() -> list[type]:
-    """The classes a pruned checkpoint may pickle: the split blocks (plain ``nn.Module`` subclasses)."""
-    from .modules import SplitC2f, SplitC2PSA
-
-    return [SplitC2f, SplitC2PSA]
-
-
-@hookimpl
 def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
     """Refuse a data-driven importance (taylor, loss) without labelled training images, before any stage runs."""
     if stage.type != "prune":
         return
     where = f"stage '{stage.name}'"
-    opts = parse_options(stage.options, stage.epochs, where)
+    opts = stage.options
     if not opts.needs_data:
         return
     if ctx.data is None:
-        raise DataError(f"{where}: importance '{opts.importance}' ranks by the detection loss on training images; "
-                        "pass --data, or set 'importance' to l1, l2 or bn")
+        raise DataError(
+            f"{where}: importance '{opts.importance}' ranks by the detection loss on training images; "
+            "pass --data, or set 'importance' to l1, l2 or bn"
+        )
     from yoloslim import check_dataset, has_labels
 
     if not has_labels(check_dataset(ctx.data), "train"):
-        raise DataError(f"{where}: importance '{opts.importance}' ranks by the detection loss on labelled training "
-                        f"images, but the train split of dataset '{ctx.data}' has no labels; set 'importance' to "
-                        "l1, l2 or bn, or add YOLO label files for the train images (labels/ beside images/)")
+        raise DataError(
+            f"{where}: importance '{opts.importance}' ranks by the detection loss on labelled training "
+            f"images, but the train split of dataset '{ctx.data}' has no labels; set 'importance' to "
+            "l1, l2 or bn, or add YOLO label files for the train images (labels/ beside images/)"
+        )
 
 
 @hookimpl
@@ -85,14 +80,17 @@ def yoloslim_transform_model(model: nn.Module, stage: Any, ctx: Any) -> nn.Modul
     """Prune ``model`` as the ``prune`` stage says; None for other stage types."""
     if stage.type != "prune":
         return None
-    opts = parse_options(stage.options, stage.epochs, f"stage '{stage.name}'")
+    opts = stage.options
     if opts.method == "magnitude":
         state = _state(ctx)
         state["sparse"] = True
         if opts.schedule is None:
             apply_masks(model, magnitude_masks(model, opts.ratio, opts.global_pruning))
-            ctx.logger.info("magnitude pruning: sparsity %.3f (%s)", sparsity(model),
-                            "global" if opts.global_pruning else "per layer")
+            ctx.logger.info(
+                "magnitude pruning: sparsity %.3f (%s)",
+                sparsity(model),
+                "global" if opts.global_pruning else "per layer",
+            )
         return model
     return prune_model(model, opts, ctx, stage)
 
@@ -140,8 +138,13 @@ def yoloslim_epoch_end(trainer: Any, ctx: Any) -> None:
     state.update(masks=masks, scheduled=target, sparsity=sparsity(model))
     # A checkpoint from before this sparsity step must not win 'best': the stage's output is the sparse model.
     trainer.best_fitness = None
-    ctx.logger.info("epoch %d: sparsity %.3f (schedule %s, final %.3f)", trainer.epoch + 1, state["sparsity"],
-                    opts.schedule, opts.ratio)
+    ctx.logger.info(
+        "epoch %d: sparsity %.3f (schedule %s, final %.3f)",
+        trainer.epoch + 1,
+        state["sparsity"],
+        opts.schedule,
+        opts.ratio,
+    )
 
 
 @hookimpl

@@ -16,18 +16,36 @@ from .options import PruneOptions
 LOGGER = logging.getLogger("yoloslim.plugin.prune")
 
 
-def prune_once(model: nn.Module, opts: PruneOptions, ratio: float | None, target_macs: float | None, imgsz: int,
-               batches: list[dict[str, Any]] | None) -> nn.Module:
+def prune_once(
+    model: nn.Module,
+    opts: PruneOptions,
+    ratio: float | None,
+    target_macs: float | None,
+    imgsz: int,
+    batches: list[dict[str, Any]] | None,
+) -> nn.Module:
     """One pruning round with ``opts``' method and criterion, to ``ratio`` or ``target_macs`` of the current model."""
     if opts.method == "channel":
         return prune_channels(
-            model, ratio=ratio, target_macs=target_macs, importance=opts.importance,
-            global_pruning=opts.global_pruning, round_to=opts.round_to, max_layer_ratio=opts.max_layer_ratio,
-            prune_head=opts.prune_head, imgsz=imgsz,
+            model,
+            ratio=ratio,
+            target_macs=target_macs,
+            importance=opts.importance,
+            global_pruning=opts.global_pruning,
+            round_to=opts.round_to,
+            max_layer_ratio=opts.max_layer_ratio,
+            prune_head=opts.prune_head,
+            imgsz=imgsz,
             gradients=(lambda m: accumulate_gradients(m, batches)) if batches else None,
         )
-    prune_depth(model, ratio=ratio, target_macs=target_macs, importance=opts.importance, imgsz=imgsz,
-                loss=(lambda m: batch_loss(m, batches)) if batches else None)
+    prune_depth(
+        model,
+        ratio=ratio,
+        target_macs=target_macs,
+        importance=opts.importance,
+        imgsz=imgsz,
+        loss=(lambda m: batch_loss(m, batches)) if batches else None,
+    )
     return model
 
 
@@ -44,9 +62,7 @@ def prune_model(model: nn.Module, opts: PruneOptions, ctx: Any, stage: Any) -> n
 
     The last round's pruned model is returned; the core fine-tunes it (``stage.epochs``) as for any stage.
     """
-    from yoloslim import save_checkpoint
-    from yoloslim import load_checkpoint
-    from yoloslim.pipeline import finetune
+    from yoloslim import load_checkpoint, save_checkpoint
 
     imgsz = ctx.imgsz
     batches = None
@@ -66,22 +82,24 @@ def prune_model(model: nn.Module, opts: PruneOptions, ctx: Any, stage: Any) -> n
         else:
             prev = opts.ratio * (k - 1) / len(goals)
             rel_ratio, rel_macs = 1.0 - (1.0 - goal) / (1.0 - prev), None
-        ctx.logger.info("prune round %d/%d (%s, %s): %s %.3f", k, len(goals), opts.method, opts.importance,
-                        kind, goal)
+        ctx.logger.info("prune round %d/%d (%s, %s): %s %.3f", k, len(goals), opts.method, opts.importance, kind, goal)
         model = prune_once(model, opts, rel_ratio, rel_macs, imgsz, batches)
         if k == len(goals) or stage.epochs == 0:
             continue
         step_dir = Path(ctx.stage_dir) / f"round{k}"
         own_args = model.args if isinstance(getattr(model, "args", None), dict) else {}
-        ckpt = save_checkpoint(model, step_dir / "pruned.pt", train_args={**own_args, "data": str(ctx.data),
-                                                                          "imgsz": imgsz},
-                               yoloslim={"stage": stage.to_dict(), "round": k})
-        stage_dir, ctx.stage_dir = ctx.stage_dir, step_dir
-        try:
-            best = finetune(model, stage, ctx, ckpt, own_args)
-        finally:
-            ctx.stage_dir = stage_dir
-        model, _ = load_checkpoint(best)
-    ctx.logger.info("pruned: GFLOPs %.3f -> %.3f (%.1f%% of the original) at %d px", base, gflops(model, size),
-                    100 * gflops(model, size) / base, size)
+        ckpt = save_checkpoint(
+            model,
+            step_dir / "pruned.pt",
+            train_args={**own_args, "data": str(ctx.data), "imgsz": imgsz},
+            yoloslim={"stage": stage.to_dict(), "round": k},
+        )
+        model, _ = load_checkpoint(ctx.finetune(model, ckpt, train_args=own_args, name=step_dir.name))
+    ctx.logger.info(
+        "pruned: GFLOPs %.3f -> %.3f (%.1f%% of the original) at %d px",
+        base,
+        gflops(model, size),
+        100 * gflops(model, size) / base,
+        size,
+    )
     return model

@@ -28,12 +28,16 @@ def split_to_calibrate_on(data: str | Path, split: str, where: str = "") -> list
     prefix = f"{where}: " if where else ""
     if not dataset.get(split):
         have = ", ".join(s for s in ("train", "val", "test") if dataset.get(s))
-        raise DataError(f"{prefix}calib_split '{split}': dataset '{data}' has no '{split}:' split to calibrate on; "
-                        f"set calib_split to one it has ({have})")
+        raise DataError(
+            f"{prefix}calib_split '{split}': dataset '{data}' has no '{split}:' split to calibrate on; "
+            f"set calib_split to one it has ({have})"
+        )
     images = split_images(dataset, split)
     if not images:
-        raise DataError(f"{prefix}calib_split '{split}': the '{split}' split of dataset '{data}' holds no images; "
-                        "put images there or set calib_split to another split")
+        raise DataError(
+            f"{prefix}calib_split '{split}': the '{split}' split of dataset '{data}' holds no images; "
+            "put images there or set calib_split to another split"
+        )
     return images
 
 
@@ -71,7 +75,7 @@ class ImageReader(CalibrationDataReader):
         if self._i >= len(self.batch):
             return None
         self._i += 1
-        return {self.input_name: self.batch[self._i - 1:self._i]}
+        return {self.input_name: self.batch[self._i - 1 : self._i]}
 
     def rewind(self) -> None:
         """Start again from the first image."""

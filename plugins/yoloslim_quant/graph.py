@@ -47,9 +47,14 @@ def quantizable_layers(model: onnx.ModelProto) -> list[str]:
     Every node must have a name (Ultralytics' exporter names them ``/model.2/cv1/conv/Conv`` and so on).
     """
     inits = _initializers(model)
-    return [n.name for n in model.graph.node
-            if n.op_type in ("Conv", "ConvTranspose") and len(n.input) > 1 and n.input[1] in inits
-            and not is_dfl_conv(n, inits)]
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type in ("Conv", "ConvTranspose")
+        and len(n.input) > 1
+        and n.input[1] in inits
+        and not is_dfl_conv(n, inits)
+    ]
 
 
 STEM_MAX_CHANNELS = 4  # a convolution reading at most this many channels is the image stem (ONNX and QAT side)
@@ -148,8 +153,12 @@ def rewrite_dfl(model: onnx.ModelProto) -> bool:
             continue
         perm = next((list(a.ints) for a in transpose.attribute if a.name == "perm"), None)
         axis = next((a.i for a in softmax.attribute if a.name == "axis"), -1)
-        if perm != [0, 2, 1, 3] or axis != 1 or len(consumers.get(transpose.output[0], [])) != 1 \
-                or len(consumers.get(softmax.output[0], [])) != 1:
+        if (
+            perm != [0, 2, 1, 3]
+            or axis != 1
+            or len(consumers.get(transpose.output[0], [])) != 1
+            or len(consumers.get(softmax.output[0], [])) != 1
+        ):
             continue
         w = numpy_helper.to_array(inits[conv.input[1]]).reshape(-1, 1).astype(np.float32)
         for a in transpose.attribute:

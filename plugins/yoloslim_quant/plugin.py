@@ -18,11 +18,9 @@ from typing import Any
 
 from torch import nn
 
-from yoloslim import hookimpl
-from yoloslim import DataError, ExportError
-from yoloslim import StageType
+from yoloslim import DataError, ExportError, StageType, hookimpl
 
-from .options import STAGE_TYPE, parse_options
+from .options import STAGE_TYPE
 
 # Precisions that calibrate activation ranges on dataset images (weight_only and fp16 read no image).
 CALIBRATED = ("int8", "w8a16")
@@ -42,13 +40,15 @@ def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
     from .calibration import split_to_calibrate_on
 
     where = f"stage '{stage.name}'"
-    opts = parse_options(stage.options, stage.epochs, where)
+    opts = stage.options
     formats = ctx.get_plugins().export_formats()
     if formats is not None and "onnx" not in formats:
-        raise ExportError(f"{where}: quantization starts from an ONNX export of the model, but no loaded plugin "
-                          f"exports format 'onnx' (formats available here: {', '.join(formats) or 'none'}); enable "
-                          f"yoloslim_deploy's 'onnx' plugin (see 'yoloslim plugins'; YOLOSLIM_PLUGINS or "
-                          f"YOLOSLIM_DISABLE_PLUGINS may leave it out)")
+        raise ExportError(
+            f"{where}: quantization starts from an ONNX export of the model, but no loaded plugin "
+            f"exports format 'onnx' (formats available here: {', '.join(formats) or 'none'}); enable "
+            f"yoloslim_deploy's 'onnx' plugin (see 'yoloslim plugins'; YOLOSLIM_PLUGINS or "
+            f"YOLOSLIM_DISABLE_PLUGINS may leave it out)"
+        )
     if opts.precision in CALIBRATED:
         if ctx.data is None:
             raise DataError(f"{where}: precision '{opts.precision}' calibrates on dataset images; pass --data")
@@ -62,7 +62,7 @@ def yoloslim_build_artifact(checkpoint: Path, stage: Any, ctx: Any) -> Path | No
         return None
     from .quantizer import quantize_checkpoint
 
-    opts = parse_options(stage.options, stage.epochs, f"stage '{stage.name}'")
+    opts = stage.options
     out = ctx.stage_dir / f"{stage.name}.onnx"
     return quantize_checkpoint(checkpoint, out, opts, ctx, stage=stage, workdir=ctx.stage_dir / "work")
 
@@ -93,5 +93,8 @@ def yoloslim_report_columns(measurement: Any, ctx: Any) -> dict[str, Any] | None
     q = entry.get("quantization")
     if not q:
         return None
-    return {"precision": entry.get("precision"), "float layers": len(q.get("float_layers") or []),
-            "target": q.get("target")}
+    return {
+        "precision": entry.get("precision"),
+        "float layers": len(q.get("float_layers") or []),
+        "target": q.get("target"),
+    }

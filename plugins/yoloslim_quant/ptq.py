@@ -34,8 +34,18 @@ from onnx import helper, numpy_helper
 from yoloslim import ExportError
 
 from .calibration import ImageReader
-from .graph import (YOLOSLIM_KEY, decode_nodes, metadata, name_nodes, quantizable_layers, rewrite_dfl, set_metadata,
-                    stem_layers, with_activation, yoloslim_metadata)
+from .graph import (
+    YOLOSLIM_KEY,
+    decode_nodes,
+    metadata,
+    name_nodes,
+    quantizable_layers,
+    rewrite_dfl,
+    set_metadata,
+    stem_layers,
+    with_activation,
+    yoloslim_metadata,
+)
 
 LOGGER = logging.getLogger("yoloslim.quant.ptq")
 
@@ -80,8 +90,10 @@ class QuantConfig:
         if self.precision not in ("int8", "w8a16"):
             raise ExportError(f"precision '{self.precision}' is not static quantization; use int8 or w8a16")
         if self.target == "tensorrt" and "w8a16" in (self.precision, self.keep_precision if self.keep else ""):
-            raise ExportError("TensorRT has no 16-bit integer activations; use precision int8 and keep_precision "
-                              "float with target tensorrt")
+            raise ExportError(
+                "TensorRT has no 16-bit integer activations; use precision int8 and keep_precision "
+                "float with target tensorrt"
+            )
 
 
 def policy_float_layers(model: onnx.ModelProto, cfg: QuantConfig) -> list[str]:
@@ -93,8 +105,12 @@ def _settings(cfg: QuantConfig, model: onnx.ModelProto, keep: list[str]) -> dict
     """Arguments of ``quantize_static`` for ``cfg``."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
-    method = {"minmax": CalibrationMethod.MinMax, "avgminmax": CalibrationMethod.MinMax,
-              "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[cfg.method]
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "avgminmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[cfg.method]
     extra: dict[str, Any] = {"WeightSymmetric": True}
     if cfg.method == "avgminmax":  # each tensor's range: the mean over images of its per-image min and max
         extra["CalibMovingAverage"] = True
@@ -107,8 +123,7 @@ def _settings(cfg: QuantConfig, model: onnx.ModelProto, keep: list[str]) -> dict
         if cfg.target == "tensorrt":  # QAT ranges are asymmetric; TensorRT's scales are symmetric around 0
             overrides[name][0]["symmetric"] = True
     if cfg.target == "tensorrt":
-        extra.update(ActivationSymmetric=True, QuantizeBias=False,
-                     OpTypesToExcludeOutputQuantization=list(_TRT_OPS))
+        extra.update(ActivationSymmetric=True, QuantizeBias=False, OpTypesToExcludeOutputQuantization=list(_TRT_OPS))
         activation = QuantType.QInt8
         op_types = list(_TRT_OPS)
         exclude += list(keep)
@@ -127,9 +142,17 @@ def _settings(cfg: QuantConfig, model: onnx.ModelProto, keep: list[str]) -> dict
             extra["UseQDQContribOps"] = True
     if overrides:
         extra["TensorQuantOverrides"] = overrides
-    return {"quant_format": QuantFormat.QDQ, "activation_type": activation, "weight_type": QuantType.QInt8,
-            "per_channel": True, "reduce_range": False, "calibrate_method": method, "op_types_to_quantize": op_types,
-            "nodes_to_exclude": sorted(set(exclude)), "extra_options": extra}
+    return {
+        "quant_format": QuantFormat.QDQ,
+        "activation_type": activation,
+        "weight_type": QuantType.QInt8,
+        "per_channel": True,
+        "reduce_range": False,
+        "calibrate_method": method,
+        "op_types_to_quantize": op_types,
+        "nodes_to_exclude": sorted(set(exclude)),
+        "extra_options": extra,
+    }
 
 
 def prepare(model: onnx.ModelProto, cfg: QuantConfig) -> onnx.ModelProto:
@@ -141,8 +164,14 @@ def prepare(model: onnx.ModelProto, cfg: QuantConfig) -> onnx.ModelProto:
     return model
 
 
-def quantize_graph(fp32: str | Path | onnx.ModelProto, out: str | Path, calib: np.ndarray | None,
-                   cfg: QuantConfig, cache: str | Path | None = None, info: dict[str, Any] | None = None) -> Path:
+def quantize_graph(
+    fp32: str | Path | onnx.ModelProto,
+    out: str | Path,
+    calib: np.ndarray | None,
+    cfg: QuantConfig,
+    cache: str | Path | None = None,
+    info: dict[str, Any] | None = None,
+) -> Path:
     """Quantize an FP32 detection ONNX file statically and write the QDQ graph to ``out`` (atomically).
 
     Args:
@@ -177,39 +206,60 @@ def quantize_graph(fp32: str | Path | onnx.ModelProto, out: str | Path, calib: n
         onnx.save(model, str(src))
         staged = Path(tmp) / "int8.onnx"
         reader = ImageReader(calib, input_name) if calib is not None else None
-        quantize_static(str(src), str(staged), reader, calibration_cache_path=str(cache) if cache else None,
-                        **settings)
+        quantize_static(str(src), str(staged), reader, calibration_cache_path=str(cache) if cache else None, **settings)
         result = onnx.load(str(staged))
         _finish(result, source, cfg, info, settings)
         onnx.save(result, str(Path(tmp) / "final.onnx"))
         os.replace(Path(tmp) / "final.onnx", out)
-    LOGGER.info("quantized %s (%s target, %s, %s calibration, %d layers kept out of INT8)", out.name, cfg.target,
-                cfg.precision, cfg.method, len(cfg.keep))
+    LOGGER.info(
+        "quantized %s (%s target, %s, %s calibration, %d layers kept out of INT8)",
+        out.name,
+        cfg.target,
+        cfg.precision,
+        cfg.method,
+        len(cfg.keep),
+    )
     if cfg.target == "tensorrt":
         from .trt_check import check_tensorrt_qdq
 
         problems = check_tensorrt_qdq(out)
         if problems:
             out.unlink()
-            raise ExportError(f"{out.name}: not a valid TensorRT explicit-quantization graph: "
-                              + "; ".join(problems[:5]))
+            raise ExportError(
+                f"{out.name}: not a valid TensorRT explicit-quantization graph: " + "; ".join(problems[:5])
+            )
     return out
 
 
-def _finish(model: onnx.ModelProto, source: onnx.ModelProto, cfg: QuantConfig, info: dict[str, Any] | None,
-            settings: dict[str, Any]) -> None:
+def _finish(
+    model: onnx.ModelProto,
+    source: onnx.ModelProto,
+    cfg: QuantConfig,
+    info: dict[str, Any] | None,
+    settings: dict[str, Any],
+) -> None:
     """Carry Ultralytics' metadata over and record how the graph was quantized (in place)."""
     meta = metadata(source)
-    entry = {**yoloslim_metadata(source), "precision": cfg.precision if not cfg.keep else "mixed",
-             "quantization": {"target": cfg.target, "method": cfg.method, "format": "QDQ",
-                              "activations": "uint16" if cfg.precision == "w8a16" else
-                              ("int8 symmetric" if cfg.target == "tensorrt" else "uint8"),
-                              "weights": "int8 symmetric per-channel (axis 0)",
-                              "float_layers": list(cfg.keep),
-                              "keep_precision": cfg.keep_precision if cfg.keep else None,
-                              "decode": "float", "graph_opts": cfg.graph_opts and cfg.target == "cpu",
-                              "float_stem": policy_float_layers(source, cfg),
-                              "qat_ranges": len(cfg.ranges), **(info or {})}}
+    entry = {
+        **yoloslim_metadata(source),
+        "precision": cfg.precision if not cfg.keep else "mixed",
+        "quantization": {
+            "target": cfg.target,
+            "method": cfg.method,
+            "format": "QDQ",
+            "activations": "uint16"
+            if cfg.precision == "w8a16"
+            else ("int8 symmetric" if cfg.target == "tensorrt" else "uint8"),
+            "weights": "int8 symmetric per-channel (axis 0)",
+            "float_layers": list(cfg.keep),
+            "keep_precision": cfg.keep_precision if cfg.keep else None,
+            "decode": "float",
+            "graph_opts": cfg.graph_opts and cfg.target == "cpu",
+            "float_stem": policy_float_layers(source, cfg),
+            "qat_ranges": len(cfg.ranges),
+            **(info or {}),
+        },
+    }
     entry.pop("parity", None)  # the FP32 export's parity no longer describes this graph
     meta[YOLOSLIM_KEY] = json.dumps(entry, default=str)
     set_metadata(model, meta)
@@ -234,18 +284,34 @@ def weight_only(fp32: str | Path | onnx.ModelProto, out: str | Path, info: dict[
         q = np.clip(np.round(w / scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
         base = node.input[1]
         model.graph.initializer.remove(inits[base])
-        model.graph.initializer.extend([
-            numpy_helper.from_array(q, f"{base}_quantized"),
-            numpy_helper.from_array(scale.astype(np.float32), f"{base}_scale"),
-            numpy_helper.from_array(np.zeros(w.shape[0], np.int8), f"{base}_zero_point"),
-        ])
-        dq_nodes.append(helper.make_node("DequantizeLinear", [f"{base}_quantized", f"{base}_scale",
-                                                              f"{base}_zero_point"], [base], name=f"{base}_DQ", axis=0))
+        model.graph.initializer.extend(
+            [
+                numpy_helper.from_array(q, f"{base}_quantized"),
+                numpy_helper.from_array(scale.astype(np.float32), f"{base}_scale"),
+                numpy_helper.from_array(np.zeros(w.shape[0], np.int8), f"{base}_zero_point"),
+            ]
+        )
+        dq_nodes.append(
+            helper.make_node(
+                "DequantizeLinear",
+                [f"{base}_quantized", f"{base}_scale", f"{base}_zero_point"],
+                [base],
+                name=f"{base}_DQ",
+                axis=0,
+            )
+        )
     for i, dq in enumerate(dq_nodes):
         model.graph.node.insert(i, dq)
-    entry = {**yoloslim_metadata(source), "precision": "w8a32",
-             "quantization": {"format": "weight-only", "weights": "int8 symmetric per-channel (axis 0)",
-                              "layers": len(dq_nodes), **(info or {})}}
+    entry = {
+        **yoloslim_metadata(source),
+        "precision": "w8a32",
+        "quantization": {
+            "format": "weight-only",
+            "weights": "int8 symmetric per-channel (axis 0)",
+            "layers": len(dq_nodes),
+            **(info or {}),
+        },
+    }
     entry.pop("parity", None)
     set_metadata(model, {YOLOSLIM_KEY: json.dumps(entry, default=str)})
     out = Path(out)
@@ -270,9 +336,11 @@ def run_onnx(path: str | Path | bytes, x: np.ndarray, threads: int = 2, optimize
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        path if isinstance(path, bytes) else str(path), options, providers=["CPUExecutionProvider"]
+    )
     name = session.get_inputs()[0].name
     dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
-    return np.concatenate([session.run(None, {name: x[i:i + 1].astype(dtype)})[0] for i in range(len(x))]
-                          ).astype(np.float32)
+    return np.concatenate([session.run(None, {name: x[i : i + 1].astype(dtype)})[0] for i in range(len(x))]).astype(
+        np.float32
+    )

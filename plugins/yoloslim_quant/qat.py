@@ -76,8 +76,9 @@ class FakeQuantConv(nn.Module):
         """The weights as the INT8 graph holds them (dequantized)."""
         w = self.conv.weight
         scale = (w.detach().abs().flatten(1).amax(1) / WMAX).clamp_min(1e-12).float()
-        return torch.fake_quantize_per_channel_affine(w, scale, torch.zeros_like(scale, dtype=torch.int32), 0,
-                                                      -WMAX, WMAX)
+        return torch.fake_quantize_per_channel_affine(
+            w, scale, torch.zeros_like(scale, dtype=torch.int32), 0, -WMAX, WMAX
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Quantize input and weights, convolve, quantize the output (observe ranges while calibrating)."""
@@ -115,9 +116,14 @@ def insert(model: nn.Module, learn_ranges: bool = False, skip_stem: bool = False
     """
     if hasattr(model, "fuse"):
         model.fuse(verbose=False)
-    targets = [(name, m) for name, m in model.named_modules()
-               if isinstance(m, nn.Conv2d) and not isinstance(m, FakeQuantConv) and not _is_dfl(name)
-               and not (skip_stem and m.groups == 1 and m.in_channels <= STEM_MAX_CHANNELS)]
+    targets = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d)
+        and not isinstance(m, FakeQuantConv)
+        and not _is_dfl(name)
+        and not (skip_stem and m.groups == 1 and m.in_channels <= STEM_MAX_CHANNELS)
+    ]
     for name, conv in targets:
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model

@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from yoloslim import atomic_write_json
-from yoloslim import DataError, ExportError
+from yoloslim import DataError, ExportError, atomic_write_json
 
 from .calibration import calibration_images, load_batch
 from .options import QuantOptions
@@ -27,7 +26,6 @@ MIXED_IMAGES = 48  # unlabelled images that score mixed-precision tries (agreeme
 # part of that training. Measured on the bundled student (trained to its plateau, last cycle lr0 1e-4 cosine to
 # 1e-6; FP32 val mAP50-95 0.490), 3 QAT epochs, val mAP50-95 of the fake-quantized model after epochs 1-3:
 # lr0 1e-4: 0.475, 0.478, 0.482 (test drop 0.64 points); lr0 1e-5: 0.487, 0.488, 0.486 (test drop 0.24 points).
-QAT_TRAIN_DEFAULTS = {"lr0": 0.00001, "warmup_epochs": 0, "amp": False}
 
 
 def detection_agreement(reference: np.ndarray, candidate: np.ndarray, nc: int) -> dict[str, Any]:
@@ -77,8 +75,7 @@ def _map_evaluator(data: str, imgsz: int, fp32: Path, nc: int, images: list[Path
     Returns:
         ``(evaluate, what)``: ``evaluate(path) -> score in [0, 1]`` and a description for the metadata.
     """
-    from yoloslim import validate
-    from yoloslim import check_dataset, has_labels
+    from yoloslim import check_dataset, has_labels, validate
 
     dataset = check_dataset(data)
     split = "val" if dataset.get("val") else "train"
@@ -106,26 +103,34 @@ def run_qat(checkpoint: Path, opts: QuantOptions, stage: Any, ctx: Any, calib: n
     import torch
 
     from yoloslim import load_checkpoint
-    from yoloslim.pipeline import finetune
 
     from . import qat
 
     model, ckpt = load_checkpoint(checkpoint)
     qat.insert(model, learn_ranges=opts.qat_ranges == "learned", skip_stem=opts.target == "cpu" and opts.graph_opts)
-    seen = qat.calibrate(model, (torch.from_numpy(calib[i:i + 8]) for i in range(0, len(calib), 8)))
-    LOGGER.info("QAT: %d fake-quant convolutions, ranges calibrated on %d images (%s)",
-                len(qat.fake_quant_modules(model)), seen, opts.qat_ranges)
+    seen = qat.calibrate(model, (torch.from_numpy(calib[i : i + 8]) for i in range(0, len(calib), 8)))
+    LOGGER.info(
+        "QAT: %d fake-quant convolutions, ranges calibrated on %d images (%s)",
+        len(qat.fake_quant_modules(model)),
+        seen,
+        opts.qat_ranges,
+    )
     ctx.state.setdefault("quant", {})["qat"] = True
-    qstage = type(stage).from_dict({**stage.to_dict(), "train": {**QAT_TRAIN_DEFAULTS, **stage.train}})
-    try:
-        best = finetune(model, qstage, ctx, checkpoint, ckpt.get("train_args"))
+    try:  # the stage's train arguments hold QAT_TRAIN_DEFAULTS (the stage type's train_defaults) under the user's
+        best = ctx.finetune(model, checkpoint, epochs=stage.epochs, train_args=ckpt.get("train_args"))
     finally:
         ctx.state["quant"]["qat"] = False
     return best
 
 
-def quantize_checkpoint(checkpoint: str | Path, out: str | Path, opts: QuantOptions, ctx: Any,
-                        stage: Any = None, workdir: str | Path | None = None) -> Path:
+def quantize_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    opts: QuantOptions,
+    ctx: Any,
+    stage: Any = None,
+    workdir: str | Path | None = None,
+) -> Path:
     """Build the quantized ONNX file of ``checkpoint`` at ``out`` as ``opts`` says.
 
     Args:
@@ -154,13 +159,16 @@ def quantize_checkpoint(checkpoint: str | Path, out: str | Path, opts: QuantOpti
     if opts.precision != "weight_only":
         calib_paths = calibration_images(ctx.data, opts.calib_split, opts.calib_images)
         calib = load_batch(calib_paths, imgsz)
-    info: dict[str, Any] = {"mode": opts.mode, "calib_images": 0 if calib is None else len(calib),
-                            "calib_split": opts.calib_split}
+    info: dict[str, Any] = {
+        "mode": opts.mode,
+        "calib_images": 0 if calib is None else len(calib),
+        "calib_split": opts.calib_split,
+    }
     if opts.mode == "qat":
         if stage is None:
             raise ExportError("mode 'qat' runs inside a recipe stage (it fine-tunes); use 'yoloslim quantize'")
         checkpoint = run_qat(checkpoint, opts, stage, ctx, calib)
-        info["qat"] = {"epochs": opts.epochs, "ranges": opts.qat_ranges, "checkpoint": str(checkpoint)}
+        info["qat"] = {"epochs": stage.epochs, "ranges": opts.qat_ranges, "checkpoint": str(checkpoint)}
     from yoloslim import load_checkpoint
 
     # A QAT checkpoint (this stage's, or one trained earlier) carries its activation ranges: use them.
@@ -168,13 +176,19 @@ def quantize_checkpoint(checkpoint: str | Path, out: str | Path, opts: QuantOpti
     if not getattr(qat_model, "yoloslim_qat_ranges", None):
         qat_model = None
 
-    fp32 = ctx.export(checkpoint, "onnx", work / ("fp32_end2end.onnx" if opts.end2end else "fp32.onnx"), imgsz=imgsz,
-                      **layout)
+    fp32 = ctx.export(
+        checkpoint, "onnx", work / ("fp32_end2end.onnx" if opts.end2end else "fp32.onnx"), imgsz=imgsz, **layout
+    )
     if opts.precision == "weight_only":
         return weight_only(fp32, out, info)
 
-    cfg = QuantConfig(target=opts.target, method=opts.calib_method, precision=opts.precision,
-                      graph_opts=opts.graph_opts, keep_precision=opts.keep_precision)
+    cfg = QuantConfig(
+        target=opts.target,
+        method=opts.calib_method,
+        precision=opts.precision,
+        graph_opts=opts.graph_opts,
+        keep_precision=opts.keep_precision,
+    )
     if qat_model is not None:
         from .qat import onnx_ranges
 
@@ -193,24 +207,39 @@ def quantize_checkpoint(checkpoint: str | Path, out: str | Path, opts: QuantOpti
 
         scores = layer_sensitivity(fp32, calib, cache, cfg)
         evaluate, scored_on = _map_evaluator(ctx.data, imgsz, fp32, nc, held, held_what)
-        result = search_mixed(fp32, calib, cache, cfg, evaluate, scores, opts.budget, opts.max_float_layers,
-                              work / "mixed")
+        result = search_mixed(
+            fp32, calib, cache, cfg, evaluate, scores, opts.budget, opts.max_float_layers, work / "mixed"
+        )
         cfg.keep = result.keep
         plain = Path(result.steps[0]["path"])
         chosen = Path(result.chosen_path)
         int8_ms, mixed_ms = time_onnx([plain, chosen], calib[:1])
-        info["mixed"] = {**result.to_dict(), "budget_points": opts.budget, "scored_on": scored_on,
-                         "sensitivity": {k: round(v, 6) for k, v in scores.items()},
-                         "latency_ms_int8": round(int8_ms, 2), "latency_ms_mixed": round(mixed_ms, 2),
-                         "latency_cost": round(mixed_ms / int8_ms - 1.0, 3)}
-        LOGGER.info("mixed precision: %d layers kept out of INT8 (drop %.2f points, budget %s: %s): latency %.1f -> "
-                    "%.1f ms (quick interleaved timing)", len(cfg.keep), result.drop_points, opts.budget,
-                    "met" if result.met else "NOT met", int8_ms, mixed_ms)
+        info["mixed"] = {
+            **result.to_dict(),
+            "budget_points": opts.budget,
+            "scored_on": scored_on,
+            "sensitivity": {k: round(v, 6) for k, v in scores.items()},
+            "latency_ms_int8": round(int8_ms, 2),
+            "latency_ms_mixed": round(mixed_ms, 2),
+            "latency_cost": round(mixed_ms / int8_ms - 1.0, 3),
+        }
+        LOGGER.info(
+            "mixed precision: %d layers kept out of INT8 (drop %.2f points, budget %s: %s): latency %.1f -> "
+            "%.1f ms (quick interleaved timing)",
+            len(cfg.keep),
+            result.drop_points,
+            opts.budget,
+            "met" if result.met else "NOT met",
+            int8_ms,
+            mixed_ms,
+        )
         atomic_write_json(work / "mixed.json", info["mixed"])
         if not result.met:
-            missed = (f"quantize: mixed precision missed its budget of {opts.budget} points ({scored_on}): the best "
-                      f"of {len(result.steps)} tries drops {result.drop_points:.2f} points with {len(result.keep)} "
-                      f"float layers{' (= plain PTQ)' if not result.keep else ''}; that one was written")
+            missed = (
+                f"quantize: mixed precision missed its budget of {opts.budget} points ({scored_on}): the best "
+                f"of {len(result.steps)} tries drops {result.drop_points:.2f} points with {len(result.keep)} "
+                f"float layers{' (= plain PTQ)' if not result.keep else ''}; that one was written"
+            )
             ctx.state.setdefault("missed", []).append(missed)
             LOGGER.warning(missed)
     quantize_graph(fp32, out, calib, cfg, cache=cache, info=info)
@@ -218,17 +247,29 @@ def quantize_checkpoint(checkpoint: str | Path, out: str | Path, opts: QuantOpti
     from .ptq import run_onnx
 
     check = load_batch(held[:CHECK_IMAGES], imgsz)
-    agreement = {**detection_agreement(run_onnx(fp32, check), run_onnx(out, check), nc),
-                 "on": f"{len(check)} {held_what}"}
+    agreement = {
+        **detection_agreement(run_onnx(fp32, check), run_onnx(out, check), nc),
+        "on": f"{len(check)} {held_what}",
+    }
     _record(out, {"agreement_with_fp32": agreement})
     if agreement["f1"] < AGREEMENT_FLOOR:
         out.unlink()
-        raise ExportError(f"the quantized graph agrees with FP32 at only F1@0.5 {agreement['f1']:.2f} "
-                          f"({agreement['reference_boxes']} FP32 detections on {agreement['on']}); try mode mixed or "
-                          "calib_method percentile")
-    LOGGER.info("quantized %s -> %s in %.0f s (%s, %s; agreement with FP32: F1@0.5 %.3f, mAP50-95 %.3f on %s)",
-                checkpoint.name, out, time.time() - t0, opts.target, opts.mode, agreement["f1"],
-                agreement["map50_95"], agreement["on"])
+        raise ExportError(
+            f"the quantized graph agrees with FP32 at only F1@0.5 {agreement['f1']:.2f} "
+            f"({agreement['reference_boxes']} FP32 detections on {agreement['on']}); try mode mixed or "
+            "calib_method percentile"
+        )
+    LOGGER.info(
+        "quantized %s -> %s in %.0f s (%s, %s; agreement with FP32: F1@0.5 %.3f, mAP50-95 %.3f on %s)",
+        checkpoint.name,
+        out,
+        time.time() - t0,
+        opts.target,
+        opts.mode,
+        agreement["f1"],
+        agreement["map50_95"],
+        agreement["on"],
+    )
     return out
 
 

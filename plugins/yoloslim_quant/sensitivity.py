@@ -66,10 +66,14 @@ def _qdq(name: str, lo: float, hi: float, nodes: list[Any], inits: list[Any]) ->
     scale = max((hi - lo) / 255.0, 1e-8)
     zero = int(np.clip(round(-lo / scale), 0, 255))
     s, z = f"{name}_sens_scale", f"{name}_sens_zero"
-    inits += [numpy_helper.from_array(np.array(scale, np.float32), s),
-              numpy_helper.from_array(np.array(zero, np.uint8), z)]
-    nodes += [helper.make_node("QuantizeLinear", [name, s, z], [f"{name}_sens_q"]),
-              helper.make_node("DequantizeLinear", [f"{name}_sens_q", s, z], [f"{name}_sens_dq"])]
+    inits += [
+        numpy_helper.from_array(np.array(scale, np.float32), s),
+        numpy_helper.from_array(np.array(zero, np.uint8), z),
+    ]
+    nodes += [
+        helper.make_node("QuantizeLinear", [name, s, z], [f"{name}_sens_q"]),
+        helper.make_node("DequantizeLinear", [f"{name}_sens_q", s, z], [f"{name}_sens_dq"]),
+    ]
     return f"{name}_sens_dq"
 
 
@@ -87,8 +91,11 @@ def single_layer_model(model: onnx.ModelProto, layer: str, ranges: dict[str, tup
     w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
     scale = (np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / 127.0).clip(1e-12)
     q = np.clip(np.round(w / scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127)
-    m.graph.initializer.append(numpy_helper.from_array((q * scale.reshape(-1, *([1] * (w.ndim - 1)))).astype(
-        np.float32), f"{node.input[1]}_sens"))
+    m.graph.initializer.append(
+        numpy_helper.from_array(
+            (q * scale.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32), f"{node.input[1]}_sens"
+        )
+    )
     node.input[1] = f"{node.input[1]}_sens"
     y = node.output[0]
     if y in ranges and y not in {o.name for o in m.graph.output}:
@@ -108,8 +115,13 @@ def single_layer_model(model: onnx.ModelProto, layer: str, ranges: dict[str, tup
     return m
 
 
-def layer_sensitivity(fp32: str | Path | onnx.ModelProto, calib: np.ndarray, cache: str | Path,
-                      cfg: QuantConfig | None = None, images: int = 8) -> dict[str, float]:
+def layer_sensitivity(
+    fp32: str | Path | onnx.ModelProto,
+    calib: np.ndarray,
+    cache: str | Path,
+    cfg: QuantConfig | None = None,
+    images: int = 8,
+) -> dict[str, float]:
     """One score per quantizable layer: the output error when that layer alone is quantized.
 
     Args:
@@ -168,9 +180,17 @@ class MixedResult:
         return asdict(self)
 
 
-def search_mixed(fp32: str | Path, calib: np.ndarray, cache: str | Path, cfg: QuantConfig,
-                 evaluate: Callable[[Path], float], scores: dict[str, float], budget: float, max_layers: int,
-                 workdir: str | Path) -> MixedResult:
+def search_mixed(
+    fp32: str | Path,
+    calib: np.ndarray,
+    cache: str | Path,
+    cfg: QuantConfig,
+    evaluate: Callable[[Path], float],
+    scores: dict[str, float],
+    budget: float,
+    max_layers: int,
+    workdir: str | Path,
+) -> MixedResult:
     """Keep the most sensitive layers out of INT8 until the drop against FP32 is at most ``budget`` points.
 
     Tries 0 (plain PTQ), 1, 2, 4, 8, ... layers (up to ``max_layers``) and stops at the first that meets the budget.
@@ -199,20 +219,22 @@ def search_mixed(fp32: str | Path, calib: np.ndarray, cache: str | Path, cfg: Qu
     best: dict[str, Any] | None = None
     for k in sorted(set(counts)):
         keep = order[:k]
-        path = quantize_graph(fp32, workdir / f"keep{k}.onnx", calib, QuantConfig(**{**asdict(cfg), "keep": keep}),
-                              cache=cache)
+        path = quantize_graph(
+            fp32, workdir / f"keep{k}.onnx", calib, QuantConfig(**{**asdict(cfg), "keep": keep}), cache=cache
+        )
         value = evaluate(path)
         drop = (base - value) * 100
         step = {"float_layers": k, "map50_95": value, "drop_points": round(drop, 3), "path": str(path)}
         result.steps.append(step)
-        LOGGER.info("mixed precision: %d layers kept, score %.4f (drop %.2f points, budget %.2f)", k, value, drop,
-                    budget)
+        LOGGER.info(
+            "mixed precision: %d layers kept, score %.4f (drop %.2f points, budget %.2f)", k, value, drop, budget
+        )
         if best is None or value > best["map50_95"]:
             best = step
         if drop <= budget:
             break
     assert best is not None
-    result.keep = order[:best["float_layers"]]
+    result.keep = order[: best["float_layers"]]
     result.drop_points = best["drop_points"]
     result.met = best["drop_points"] <= budget
     result.chosen_path = best["path"]

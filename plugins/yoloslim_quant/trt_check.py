@@ -27,9 +27,23 @@ from .graph import consumers_of
 
 _Q = "QuantizeLinear"
 _DQ = "DequantizeLinear"
-_OPERATOR_FORMAT = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear",
-                    "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearConcat", "QLinearLeakyRelu",
-                    "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearSoftmax", "QGemm", "QLinearResize"}
+_OPERATOR_FORMAT = {
+    "QLinearConv",
+    "QLinearMatMul",
+    "ConvInteger",
+    "MatMulInteger",
+    "DynamicQuantizeLinear",
+    "QLinearAdd",
+    "QLinearMul",
+    "QLinearSigmoid",
+    "QLinearConcat",
+    "QLinearLeakyRelu",
+    "QLinearAveragePool",
+    "QLinearGlobalAveragePool",
+    "QLinearSoftmax",
+    "QGemm",
+    "QLinearResize",
+}
 _WEIGHT_AXIS = {"Conv": 0, "ConvTranspose": 1, "MatMul": 1, "Gemm": 0}
 
 
@@ -64,8 +78,10 @@ def check_tensorrt_qdq(model: str | Path | onnx.ModelProto) -> list[str]:
     for node in graph.node:
         where = f"node '{node.name or node.output[0]}' ({node.op_type})"
         if node.op_type in _OPERATOR_FORMAT or (node.domain not in ("", "ai.onnx") and node.op_type in (_Q, _DQ)):
-            problems.append(f"{where}: operator-format or contrib quantized op (domain '{node.domain or 'ai.onnx'}'); "
-                            "TensorRT needs ONNX QuantizeLinear/DequantizeLinear (QDQ format)")
+            problems.append(
+                f"{where}: operator-format or contrib quantized op (domain '{node.domain or 'ai.onnx'}'); "
+                "TensorRT needs ONNX QuantizeLinear/DequantizeLinear (QDQ format)"
+            )
             continue
         if node.op_type not in (_Q, _DQ):
             continue
@@ -80,14 +96,20 @@ def check_tensorrt_qdq(model: str | Path | onnx.ModelProto) -> list[str]:
             problems.append(f"{where}: scales must be finite and > 0, found min {float(np.min(scale)):.3g}")
         if zero is None or zero.dtype != np.int8:
             if node.op_type == _DQ and zero is not None and zero.dtype == np.int32:
-                problems.append(f"{where}: INT32 dequantization (a quantized bias); keep the bias float, TensorRT "
-                                "quantizes it itself")
+                problems.append(
+                    f"{where}: INT32 dequantization (a quantized bias); keep the bias float, TensorRT "
+                    "quantizes it itself"
+                )
                 continue
-            problems.append(f"{where}: zero point must be an explicit int8 tensor, found {_dtype_name(zero)} "
-                            "(TensorRT supports signed INT8 only)")
+            problems.append(
+                f"{where}: zero point must be an explicit int8 tensor, found {_dtype_name(zero)} "
+                "(TensorRT supports signed INT8 only)"
+            )
         elif np.any(zero != 0):
-            problems.append(f"{where}: asymmetric quantization, zero point {int(np.abs(zero).max())} != 0; TensorRT "
-                            "needs symmetric scales (zero point 0)")
+            problems.append(
+                f"{where}: asymmetric quantization, zero point {int(np.abs(zero).max())} != 0; TensorRT "
+                "needs symmetric scales (zero point 0)"
+            )
         is_weight = node.op_type == _DQ and node.input[0] in consts
         if is_weight:
             users = consumers.get(node.output[0], [])
@@ -97,25 +119,36 @@ def check_tensorrt_qdq(model: str | Path | onnx.ModelProto) -> list[str]:
                     shape = consts[node.input[0]].shape
                     ax = axis if axis >= 0 else axis + len(shape)
                     if want is not None and ax != want:
-                        problems.append(f"{where}: per-channel weight scales on axis {ax}, TensorRT needs the "
-                                        f"output-channel axis {want} for {user.op_type}")
+                        problems.append(
+                            f"{where}: per-channel weight scales on axis {ax}, TensorRT needs the "
+                            f"output-channel axis {want} for {user.op_type}"
+                        )
                     elif scale.size != shape[ax]:
                         problems.append(f"{where}: {scale.size} scales for {shape[ax]} channels on axis {ax}")
         elif scale.size > 1:
-            problems.append(f"{where}: activation quantized per channel ({scale.size} scales); TensorRT quantizes "
-                            "activations per tensor")
+            problems.append(
+                f"{where}: activation quantized per channel ({scale.size} scales); TensorRT quantizes "
+                "activations per tensor"
+            )
         if node.op_type == _Q:
             for user in consumers.get(node.output[0], []):
                 if user.op_type != _DQ:
-                    problems.append(f"{where}: output feeds {user.op_type} '{user.name}', not a DequantizeLinear "
-                                    "(TensorRT needs Q/DQ pairs)")
+                    problems.append(
+                        f"{where}: output feeds {user.op_type} '{user.name}', not a DequantizeLinear "
+                        "(TensorRT needs Q/DQ pairs)"
+                    )
                     continue
                 s2 = consts.get(user.input[1])
                 z2 = consts.get(user.input[2]) if len(user.input) > 2 and user.input[2] else None
-                if s2 is None or not np.array_equal(s2, scale) or (z2 is None) != (zero is None) or (
-                        z2 is not None and not np.array_equal(z2, zero)):
+                if (
+                    s2 is None
+                    or not np.array_equal(s2, scale)
+                    or (z2 is None) != (zero is None)
+                    or (z2 is not None and not np.array_equal(z2, zero))
+                ):
                     problems.append(f"{where}: its DequantizeLinear '{user.name}' uses another scale or zero point")
     if qdq == 0:
-        problems.append("the graph has no QuantizeLinear/DequantizeLinear nodes; it is not an explicitly quantized "
-                        "model")
+        problems.append(
+            "the graph has no QuantizeLinear/DequantizeLinear nodes; it is not an explicitly quantized model"
+        )
     return problems

@@ -57,8 +57,10 @@ def test_export_format_no_loaded_plugin_writes_is_refused_listing_the_formats_av
     with pytest.raises(ExportError) as error:
         pm.call("yoloslim_check_stage", stage=stage, ctx=ctx)
     msg = str(error.value)
-    assert msg == ("stage 'export': option 'format': no loaded plugin exports format 'tflite'; formats available "
-                   "here: engine, onnx; set 'format' to one of them or install a plugin that exports 'tflite'")
+    assert msg == (
+        "stage 'export': option 'format': no loaded plugin exports format 'tflite'; formats available "
+        "here: engine, onnx; set 'format' to one of them or install a plugin that exports 'tflite'"
+    )
     assert not (tmp_path / "run").exists()
 
 

@@ -1,4 +1,4 @@
-"""Fixture of the distillation tests: a wider tiny teacher (``tiny_data`` and ``tiny_ckpt`` come from the root conftest)."""
+"""Fixture of the distillation tests: a wider tiny teacher (``tiny_ckpt`` comes from the ``yoloslim`` pytest plugin)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ def wide_teacher(tmp_path_factory, tiny_ckpt) -> Path:
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
-    from yoloslim.checkpoint import save_checkpoint
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim.checkpoint import load_checkpoint, save_checkpoint
 
     student, _ = load_checkpoint(tiny_ckpt)
     torch.manual_seed(1)

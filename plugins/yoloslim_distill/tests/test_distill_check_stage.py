@@ -14,7 +14,7 @@ from yoloslim_distill import plugin
 
 
 def _names(data: Path) -> dict[int, str]:
-    from yoloslim.model_io import check_dataset
+    from yoloslim.dataset import check_dataset
 
     return dict(check_dataset(data)["names"])
 
@@ -33,8 +33,9 @@ def _teacher(path: Path, names: dict[int, str], cfg: str = "yolov8n.yaml") -> Pa
 
 
 def _stage(**options) -> Stage:
-    return parse_recipe({"stages": [{"type": "distill", "epochs": 1, **options}]},
-                        get_plugin_manager().stage_types()).stages[0]
+    return parse_recipe(
+        {"stages": [{"type": "distill", "epochs": 1, **options}]}, get_plugin_manager().stage_types()
+    ).stages[0]
 
 
 def _check(stage: Stage, data: Path, tmp_path: Path) -> None:
@@ -53,8 +54,9 @@ def _one_line(error: pytest.ExceptionInfo, *words: str) -> str:
 def test_teacher_with_the_datasets_classes_passes_and_writes_nothing(tiny_data, tmp_path):
     teacher = _teacher(tmp_path / "t.pt", _names(tiny_data))
     stage = _stage(teacher=str(teacher))
-    ctx = SlimContext(run_dir=tmp_path / "run", data=str(tiny_data), imgsz=64, stage=stage,
-                      plugins=get_plugin_manager())
+    ctx = SlimContext(
+        run_dir=tmp_path / "run", data=str(tiny_data), imgsz=64, stage=stage, plugins=get_plugin_manager()
+    )
     assert ctx.get_plugins().call("yoloslim_check_stage", stage=stage, ctx=ctx) == []
     assert not (tmp_path / "run").exists()
 

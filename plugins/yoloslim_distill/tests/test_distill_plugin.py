@@ -12,15 +12,14 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from yoloslim_test_support import run_cli, subprocess_env
 
 from yoloslim.context import SlimContext
 from yoloslim.errors import DataError, ModelError, RecipeError
 from yoloslim.recipe import Stage
-from yoloslim_distill import METHODS, Distiller, Teacher, fit_methods, parse_options, plugin, term_name
-from yoloslim_distill import losses
+from yoloslim_distill import METHODS, Distiller, Teacher, fit_methods, losses, parse_options, plugin, term_name
 from yoloslim_distill.adapters import HeadInfo
 from yoloslim_distill.options import STAGE_TYPE
+from yoloslim_test_support import run_cli, subprocess_env
 
 IMGSZ = 64
 
@@ -119,7 +118,7 @@ def test_equal_widths_need_no_adapter_and_stage_options_are_validated():
     with pytest.raises(RecipeError, match="'weights' names 'cwd', which is not in 'method'"):
         _opts("logit", weights="cwd=2")
     opts = _opts("logit,cwd", weights={"cwd": 4}, final_weight=0.25)
-    assert opts.weights == {"logit": 0.5, "cwd": 4.0}
+    assert opts.loss_weights == {"logit": 0.5, "cwd": 4.0}
     assert [opts.weight_at("cwd", e, 4) for e in range(4)] == [4.0, 3.0, 2.0, 1.0]
 
 
@@ -128,7 +127,7 @@ def test_train_start_adds_an_adapter_group_that_warmup_and_the_scheduler_drive(w
     student.names = Teacher.load(wide_teacher).model.names
     opt = torch.optim.AdamW([{"params": list(student.parameters()), "param_group": "weight"}], lr=1e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0 - 0.1 * e)
-    stage = Stage(0, "distill", "distill", {**_stage_defaults(), "teacher": str(wide_teacher), "method": "cwd,mgd"}, 2)
+    stage = Stage(0, "distill", "distill", STAGE_TYPE.parse({"teacher": str(wide_teacher), "method": "cwd,mgd"}), 2)
     ctx = SlimContext(stage=stage)
     trainer = SimpleNamespace(model=student, optimizer=opt, scheduler=sched, epoch=0, epochs=2)
     ctx.trainer = trainer
@@ -151,15 +150,8 @@ def test_train_start_adds_an_adapter_group_that_warmup_and_the_scheduler_drive(w
     assert "distiller" not in ctx.state["distill"]
 
 
-def _stage_defaults() -> dict:
-    from yoloslim.recipe import REQUIRED
-
-    return {k: o.default for k, o in STAGE_TYPE.options.items() if o.default is not REQUIRED}
-
-
 def test_class_name_mismatch_fails_before_training_naming_both_lists(tiny_data, tiny_ckpt, tmp_path):
-    from yoloslim.checkpoint import save_checkpoint
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim.checkpoint import load_checkpoint, save_checkpoint
     from yoloslim.pipeline import compress
     from yoloslim.plugins import get_plugin_manager
     from yoloslim.recipe import parse_recipe
@@ -177,18 +169,31 @@ def test_class_name_mismatch_fails_before_training_naming_both_lists(tiny_data, 
     assert not list((tmp_path / "run").rglob("*.csv")) and not list((tmp_path / "run").rglob("*.pt"))
 
 
-def test_prune_then_distill_recipe_saves_a_plain_student_that_yolo_loads(tiny_data, tiny_ckpt, wide_teacher,
-                                                                          tmp_path):
-    from yoloslim.model_io import load_checkpoint
+def test_prune_then_distill_recipe_saves_a_plain_student_that_yolo_loads(tiny_data, tiny_ckpt, wide_teacher, tmp_path):
+    from yoloslim.checkpoint import load_checkpoint
     from yoloslim.pipeline import compress
     from yoloslim.plugins import get_plugin_manager
     from yoloslim.recipe import parse_recipe
 
     pm = get_plugin_manager()
-    recipe = parse_recipe({"name": "pd", "train": {"batch": 8, "warmup_epochs": 1, "val": False}, "stages": [
-        {"type": "prune", "method": "channel", "ratio": 0.3, "epochs": 0},
-        {"type": "distill", "teacher": str(wide_teacher), "method": "logit,ld,cwd,mgd,sl2",
-         "weights": "cwd=2", "final_weight": 0.5, "epochs": 1}]}, pm.stage_types())
+    recipe = parse_recipe(
+        {
+            "name": "pd",
+            "train": {"batch": 8, "warmup_epochs": 1, "val": False},
+            "stages": [
+                {"type": "prune", "method": "channel", "ratio": 0.3, "epochs": 0},
+                {
+                    "type": "distill",
+                    "teacher": str(wide_teacher),
+                    "method": "logit,ld,cwd,mgd,sl2",
+                    "weights": "cwd=2",
+                    "final_weight": 0.5,
+                    "epochs": 1,
+                },
+            ],
+        },
+        pm.stage_types(),
+    )
     result = compress(tiny_ckpt, tiny_data, recipe, out=tmp_path / "run", imgsz=IMGSZ, runs=2, plugins=pm)
 
     rows = list(csv.DictReader((tmp_path / "run" / "02_distill" / "train" / "results.csv").open()))
@@ -208,12 +213,19 @@ def test_prune_then_distill_recipe_saves_a_plain_student_that_yolo_loads(tiny_da
     assert not any("teacher" in k or "adapter" in k for k in keys)
     assert b"yoloslim_distill" not in out.read_bytes()  # no Teacher, Distiller or adapter object pickled
 
-    script = ("import sys\nfrom ultralytics import YOLO\nm = YOLO(sys.argv[1])\n"
-              "assert any(type(x).__name__ == 'SplitC2f' for x in m.model.modules())\n"
-              "r = m.predict(sys.argv[2], imgsz=64, verbose=False)\nprint('LOADED', m.task, len(m.names), len(r))\n")
+    script = (
+        "import sys\nfrom ultralytics import YOLO\nm = YOLO(sys.argv[1])\n"
+        "assert any(type(x).__name__ == 'SplitC2f' for x in m.model.modules())\n"
+        "r = m.predict(sys.argv[2], imgsz=64, verbose=False)\nprint('LOADED', m.task, len(m.names), len(r))\n"
+    )
     image = next((Path(tiny_data).parent / "images" / "test").glob("*.png"))
-    r = subprocess.run([sys.executable, "-c", script, str(out), str(image)], capture_output=True, text=True,
-                       env=subprocess_env(), cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-c", script, str(out), str(image)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "LOADED detect" in r.stdout
     report = {m["name"]: m for m in json.loads(result.report_json.read_text())["measurements"]}
@@ -222,22 +234,56 @@ def test_prune_then_distill_recipe_saves_a_plain_student_that_yolo_loads(tiny_da
 
 def test_cli_distill_trains_and_writes_the_student(tiny_data, tiny_ckpt, wide_teacher, tmp_path):
     out = tmp_path / "distilled.pt"
-    r = run_cli("distill", str(tiny_ckpt), "--teacher", str(wide_teacher), "--data", str(tiny_data),
-                "--method", "logit,ld,sl2", "--weights", "ld=2", "--epochs", "1", "--imgsz", str(IMGSZ),
-                "--out", str(out), "--run-dir", str(tmp_path / "run"), "--runs", "2", cwd=tmp_path)
+    r = run_cli(
+        "distill",
+        str(tiny_ckpt),
+        "--teacher",
+        str(wide_teacher),
+        "--data",
+        str(tiny_data),
+        "--method",
+        "logit,ld,sl2",
+        "--weights",
+        "ld=2",
+        "--epochs",
+        "1",
+        "--imgsz",
+        str(IMGSZ),
+        "--out",
+        str(out),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--runs",
+        "2",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert out.is_file() and "distill" in r.stdout
     header = (tmp_path / "run" / "01_distill" / "train" / "results.csv").read_text().splitlines()[0]
     assert [h.strip() for h in header.split(",") if "kd_" in h] == ["train/kd_logit", "train/kd_ld", "train/kd_sl2"]
 
 
-
-def test_cli_rejects_an_unknown_method_in_one_line_before_any_work(tiny_data, tiny_ckpt, wide_teacher, tmp_path,
-                                                                  capsys):
+def test_cli_rejects_an_unknown_method_in_one_line_before_any_work(
+    tiny_data, tiny_ckpt, wide_teacher, tmp_path, capsys
+):
     from yoloslim.cli import main
 
-    code = main(["distill", str(tiny_ckpt), "--teacher", str(wide_teacher), "--data", str(tiny_data),
-                 "--method", "logit,fitnet", "--out", str(tmp_path / "x.pt"), "--run-dir", str(tmp_path / "run")])
+    code = main(
+        [
+            "distill",
+            str(tiny_ckpt),
+            "--teacher",
+            str(wide_teacher),
+            "--data",
+            str(tiny_data),
+            "--method",
+            "logit,fitnet",
+            "--out",
+            str(tmp_path / "x.pt"),
+            "--run-dir",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("yoloslim: error: ") and "unknown distillation method 'fitnet'; choose from logit" in last
@@ -275,11 +321,13 @@ def test_default_methods_leave_ld_out_without_common_dfl_bins_and_requested_ld_i
     default = parse_options({"teacher": "t.pt"})
     assert default.methods == ("logit", "ld", "cwd")
     assert fit_methods(default, v8, v8) == (default, [])
-    for student, teacher, why in ((y26, v8, "the teacher has 16 DFL bins per box side and the student no DFL bins"),
-                                  (v8, y26, "the teacher has no DFL bins (reg_max 1, as in YOLO26) and the student 16"),
-                                  (y26, y26, "neither model has any")):
+    for student, teacher, why in (
+        (y26, v8, "the teacher has 16 DFL bins per box side and the student no DFL bins"),
+        (v8, y26, "the teacher has no DFL bins (reg_max 1, as in YOLO26) and the student 16"),
+        (y26, y26, "neither model has any"),
+    ):
         fitted, notes = fit_methods(default, student, teacher)
-        assert fitted.methods == ("logit", "cwd") and fitted.weights == {"logit": 0.5, "cwd": 3.0}
+        assert fitted.methods == ("logit", "cwd") and fitted.loss_weights == {"logit": 0.5, "cwd": 3.0}
         assert len(notes) == 1 and notes[0].startswith("'ld' left out of the default methods") and why in notes[0]
     for asked in ({"method": "logit,ld"}, {"weights": "ld=2"}):  # named in 'method', or asked for by a weight
         with pytest.raises(RecipeError, match=r"stage 'kd': method 'ld' .* remove 'ld' from 'method'"):
@@ -297,8 +345,10 @@ def test_yolo26_teacher_also_distils_the_one_to_one_branch_of_a_yolo26_student()
     preds = student(x)
     t = distiller.teacher(x)
     value = distiller.losses(x, preds)["kd_logit"]
-    branches = [losses.logit_kd(preds[b]["scores"], t_b["scores"], 2.0)
-                for b, t_b in (("one2many", t), ("one2one", t["one2one"]))]
+    branches = [
+        losses.logit_kd(preds[b]["scores"], t_b["scores"], 2.0)
+        for b, t_b in (("one2many", t), ("one2one", t["one2one"]))
+    ]
     assert value.item() == pytest.approx(0.5 * (branches[0] + branches[1]).item() / 2, rel=1e-5)  # weight 0.5
     value.backward()
     head = student.model[-1]
@@ -316,29 +366,40 @@ def test_yolo26_teacher_also_distils_the_one_to_one_branch_of_a_yolo26_student()
     assert head.one2one_cv3[0][-1].weight.grad is None and head.cv3[0][-1].weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("student_fixture,teacher_fixture,method,terms", [
-    ("tiny_ckpt_yolo26", "tiny_ckpt", None, ["kd_logit", "kd_cwd"]),  # the default adapts: no 'ld' for YOLO26
-    ("tiny_ckpt_yolo11", "tiny_ckpt_yolo26", "logit,mgd,sl2", ["kd_logit", "kd_mgd", "kd_sl2"]),
-    ("tiny_ckpt_yolo26", "tiny_ckpt_yolo26", "logit,cwd", ["kd_logit", "kd_cwd"]),
-])
-def test_distill_stage_trains_yolo11_and_yolo26_students_one_epoch(student_fixture, teacher_fixture, method, terms,
-                                                                    request, tiny_data, tmp_path, caplog):
+@pytest.mark.parametrize(
+    "student_fixture,teacher_fixture,method,terms",
+    [
+        ("tiny_ckpt_yolo26", "tiny_ckpt", None, ["kd_logit", "kd_cwd"]),  # the default adapts: no 'ld' for YOLO26
+        ("tiny_ckpt_yolo11", "tiny_ckpt_yolo26", "logit,mgd,sl2", ["kd_logit", "kd_mgd", "kd_sl2"]),
+        ("tiny_ckpt_yolo26", "tiny_ckpt_yolo26", "logit,cwd", ["kd_logit", "kd_cwd"]),
+    ],
+)
+def test_distill_stage_trains_yolo11_and_yolo26_students_one_epoch(
+    student_fixture, teacher_fixture, method, terms, request, tiny_data, tmp_path, caplog
+):
     import logging
 
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim.checkpoint import load_checkpoint
     from yoloslim.pipeline import run_stage
     from yoloslim.plugins import get_plugin_manager
 
     student, teacher = request.getfixturevalue(student_fixture), request.getfixturevalue(teacher_fixture)
-    options = {**_stage_defaults(), "teacher": str(teacher), **({"method": method} if method else {})}
+    options = STAGE_TYPE.parse({"teacher": str(teacher), **({"method": method} if method else {})})
     stage = Stage(0, "distill", "distill", options, epochs=1, train={"batch": 8, "warmup_epochs": 0, "val": False})
-    ctx = SlimContext(run_dir=tmp_path, data=str(tiny_data), imgsz=IMGSZ, stage=stage, stage_dir=tmp_path / "kd",
-                      plugins=get_plugin_manager())
+    ctx = SlimContext(
+        run_dir=tmp_path,
+        data=str(tiny_data),
+        imgsz=IMGSZ,
+        stage=stage,
+        stage_dir=tmp_path / "kd",
+        plugins=get_plugin_manager(),
+    )
     with caplog.at_level(logging.INFO, logger="yoloslim.plugin.distill"):
         out = run_stage(stage, student, ctx)
 
-    rows = [{k.strip(): v for k, v in r.items()}
-            for r in csv.DictReader((tmp_path / "kd" / "train" / "results.csv").open())]
+    rows = [
+        {k.strip(): v for k, v in r.items()} for r in csv.DictReader((tmp_path / "kd" / "train" / "results.csv").open())
+    ]
     assert [k for k in rows[0] if k.startswith("train/kd_")] == [f"train/{t}" for t in terms]
     assert all(float(rows[0][f"train/{t}"]) > 0 for t in terms)
     left_out = [r.getMessage() for r in caplog.records if "left out of the default methods" in r.getMessage()]
@@ -350,18 +411,38 @@ def test_distill_stage_trains_yolo11_and_yolo26_students_one_epoch(student_fixtu
     assert b"yoloslim_distill" not in out.read_bytes()
 
 
-def test_cli_refuses_ld_for_a_yolo26_student_in_one_line_before_training(tiny_data, tiny_ckpt, tiny_ckpt_yolo26,
-                                                                         tmp_path, capsys):
+def test_cli_refuses_ld_for_a_yolo26_student_in_one_line_before_training(
+    tiny_data, tiny_ckpt, tiny_ckpt_yolo26, tmp_path, capsys
+):
     from yoloslim.cli import main
 
-    code = main(["distill", str(tiny_ckpt_yolo26), "--teacher", str(tiny_ckpt), "--data", str(tiny_data),
-                 "--method", "logit,ld", "--epochs", "1", "--imgsz", str(IMGSZ), "--out", str(tmp_path / "x.pt"),
-                 "--run-dir", str(tmp_path / "run")])
+    code = main(
+        [
+            "distill",
+            str(tiny_ckpt_yolo26),
+            "--teacher",
+            str(tiny_ckpt),
+            "--data",
+            str(tiny_data),
+            "--method",
+            "logit,ld",
+            "--epochs",
+            "1",
+            "--imgsz",
+            str(IMGSZ),
+            "--out",
+            str(tmp_path / "x.pt"),
+            "--run-dir",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert [line for line in err if "error" in line] == [err[-1]]
-    assert err[-1].startswith("yoloslim: error: stage 'distill': method 'ld' distils the box bins of the DFL, but the "
-                              "teacher has 16 DFL bins per box side and the student no DFL bins")
+    assert err[-1].startswith(
+        "yoloslim: error: stage 'distill': method 'ld' distils the box bins of the DFL, but the "
+        "teacher has 16 DFL bins per box side and the student no DFL bins"
+    )
     assert "remove 'ld' from 'method'" in err[-1]
     assert not (tmp_path / "x.pt").exists()
     assert not list((tmp_path / "run").rglob("*.pt")) and not list((tmp_path / "run").rglob("train"))

@@ -24,8 +24,9 @@ def _unlabelled(tiny_data: Path, out: Path) -> Path:
         for image in sorted((root / "images" / split).glob("*.png"))[:2]:
             shutil.copy(image, out / "images" / split / image.name)
     data = out / "data.yaml"
-    data.write_text(yaml.safe_dump({"path": str(out), "train": "images/train", "val": "images/val",
-                                    "names": src["names"]}))
+    data.write_text(
+        yaml.safe_dump({"path": str(out), "train": "images/train", "val": "images/val", "names": src["names"]})
+    )
     return data
 
 
@@ -43,8 +44,7 @@ def _stage(**options) -> Stage:
 
 
 @pytest.mark.parametrize("options", [{"method": "channel", "importance": "taylor"}, {"method": "depth"}])
-def test_loss_based_importance_on_an_unlabelled_train_split_is_refused_naming_importance(options, tiny_data,
-                                                                                         tmp_path):
+def test_loss_based_importance_on_an_unlabelled_train_split_is_refused_naming_importance(options, tiny_data, tmp_path):
     data = _unlabelled(tiny_data, tmp_path / "footage")
     with pytest.raises(DataError) as error:
         _check(_stage(**options), data, tmp_path)
@@ -67,24 +67,47 @@ def _pickled_globals(path, prefix: str) -> set[str]:
 
     with zipfile.ZipFile(path) as z:
         data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
-    return {str(arg).replace(" ", ".") for op, arg, _ in pickletools.genops(data)
-            if op.name == "GLOBAL" and str(arg).startswith(prefix)}
+    return {
+        str(arg).replace(" ", ".")
+        for op, arg, _ in pickletools.genops(data)
+        if op.name == "GLOBAL" and str(arg).startswith(prefix)
+    }
 
 
 def test_pruned_checkpoint_classes_are_declared_and_a_split_block_checkpoint_loads_without_trust(tmp_path):
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
-    from yoloslim.checkpoint import save_checkpoint
-    from yoloslim.model_io import load_checkpoint
-    from yoloslim_prune.modules import SplitC2f, SplitC2PSA, make_prunable
+    from yoloslim import SplitC2f, SplitC2PSA, make_prunable
+    from yoloslim.checkpoint import load_checkpoint, save_checkpoint
 
-    assert plugin.yoloslim_checkpoint_classes() == [SplitC2f, SplitC2PSA]
     torch.manual_seed(0)
     model = DetectionModel("yolo11n.yaml", nc=3, verbose=False)  # C3k2 and C2PSA: both split blocks
     assert make_prunable(model) > 0
     path = save_checkpoint(model, tmp_path / "split.pt")
-    assert _pickled_globals(path, "yoloslim") == {"yoloslim_prune.modules.SplitC2f",
-                                                  "yoloslim_prune.modules.SplitC2PSA"}
+    assert _pickled_globals(path, "yoloslim") == {"yoloslim.structure.SplitC2f", "yoloslim.structure.SplitC2PSA"}
+    loaded, _ = load_checkpoint(path, trust=False)
+    assert {type(m) for m in loaded.modules()} >= {SplitC2f, SplitC2PSA}
+
+
+def test_a_checkpoint_pruned_by_an_earlier_version_still_loads_without_trust(tmp_path, monkeypatch):
+    """Before 0.2 the split blocks were pickled as yoloslim_prune.modules.*; the safe loader allows that alias."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from yoloslim import SplitC2f, SplitC2PSA, make_prunable
+    from yoloslim.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = DetectionModel("yolo11n.yaml", nc=3, verbose=False)
+    make_prunable(model)
+    for cls in (SplitC2f, SplitC2PSA):
+        monkeypatch.setattr(cls, "__module__", "yoloslim_prune.modules")
+    path = save_checkpoint(model, tmp_path / "old.pt")
+    monkeypatch.undo()
+    assert _pickled_globals(path, "yoloslim") == {
+        "yoloslim_prune.modules.SplitC2f",
+        "yoloslim_prune.modules.SplitC2PSA",
+    }
     loaded, _ = load_checkpoint(path, trust=False)
     assert {type(m) for m in loaded.modules()} >= {SplitC2f, SplitC2PSA}

@@ -5,20 +5,19 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from yoloslim_test_support import run_cli, subprocess_env
 
+from yoloslim import make_prunable
 from yoloslim.context import SlimContext
 from yoloslim.errors import ModelError, RecipeError
 from yoloslim.recipe import Stage
-from yoloslim_prune import gflops, magnitude_masks, make_prunable, prune_channels, prune_depth, sparsity
-from yoloslim_prune import plugin
+from yoloslim_prune import gflops, magnitude_masks, plugin, prune_channels, prune_depth, sparsity
 from yoloslim_prune.magnitude import cubic_sparsity, prunable_weights
-from yoloslim_prune.options import STAGE_TYPE, parse_options
+from yoloslim_prune.options import STAGE_TYPE
+from yoloslim_test_support import run_cli, subprocess_env
 
 MODELS = ["yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml"]
 
@@ -37,9 +36,7 @@ def _first_output(model, x):
 
 
 def _stage(epochs: int = 0, **options) -> Stage:
-    opts = {k: o.default for k, o in STAGE_TYPE.options.items()}
-    opts.update(options)
-    return Stage(0, "prune", "prune", opts, epochs=epochs)
+    return Stage(0, "prune", "prune", STAGE_TYPE.parse(options, epochs), epochs=epochs)
 
 
 @pytest.mark.parametrize("cfg", MODELS)
@@ -80,12 +77,17 @@ def test_unsupported_layer_gives_model_error_naming_the_layer():
 
 def test_ratio_and_target_macs_together_are_a_recipe_error():
     with pytest.raises(RecipeError, match="not both"):
-        parse_options(_stage(ratio=0.3, target_macs=0.5).options, 0)
+        STAGE_TYPE.parse({"ratio": 0.3, "target_macs": 0.5})
     with pytest.raises(RecipeError, match="target_macs"):
-        parse_options(_stage(method="magnitude", target_macs=0.5).options, 0)
+        STAGE_TYPE.parse({"method": "magnitude", "target_macs": 0.5})
     with pytest.raises(RecipeError, match="schedule"):
-        parse_options(_stage(method="magnitude", schedule="2,6").options, 4)
-    assert parse_options(_stage(method="magnitude", schedule="2,4").options, 4).schedule == (2, 4)
+        STAGE_TYPE.parse({"method": "magnitude", "schedule": "2,6"}, 4)
+    assert STAGE_TYPE.parse({"method": "magnitude", "schedule": "2,4"}, 4).schedule == (2, 4)
+    assert STAGE_TYPE.parse({"method": "magnitude", "schedule": [2, 4]}, 4).schedule == (2, 4)
+    opts = STAGE_TYPE.parse({})
+    assert (opts.method, opts.ratio, opts.importance) == ("channel", 0.5, "l2")  # the values the stage uses
+    assert STAGE_TYPE.parse({"target_macs": 0.5}).ratio is None
+    assert STAGE_TYPE.parse({"method": "depth"}).importance == "loss"
 
 
 def test_depth_prune_removes_half_the_blocks_and_keeps_outputs():
@@ -102,13 +104,15 @@ def test_depth_prune_removes_half_the_blocks_and_keeps_outputs():
 
 
 def test_data_driven_importances_run_on_real_batches(tiny_data, tiny_ckpt):
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim.checkpoint import load_checkpoint
     from yoloslim_prune.calibration import accumulate_gradients, batch_loss, calibration_batches
 
     batches = calibration_batches(tiny_data, 64, batches=1)
     model, _ = load_checkpoint(tiny_ckpt)
     before = gflops(model, 64)
-    prune_channels(model, ratio=0.3, importance="taylor", imgsz=64, gradients=lambda m: accumulate_gradients(m, batches))
+    prune_channels(
+        model, ratio=0.3, importance="taylor", imgsz=64, gradients=lambda m: accumulate_gradients(m, batches)
+    )
     assert gflops(model, 64) < 0.7 * before
     assert all(p.grad is None for p in model.parameters())
     removed = prune_depth(model, ratio=0.2, importance="loss", imgsz=64, loss=lambda m: batch_loss(m, batches))
@@ -158,15 +162,20 @@ def test_global_magnitude_masks_zero_the_smallest_weights_overall():
 
 
 def test_gradual_magnitude_stage_reaches_final_sparsity_and_reports_zipped_size(tiny_data, tiny_ckpt, tmp_path):
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim.checkpoint import load_checkpoint
     from yoloslim.pipeline import compress
     from yoloslim.plugins import get_plugin_manager
     from yoloslim.recipe import parse_recipe
 
     pm = get_plugin_manager()
-    recipe = parse_recipe({"name": "gmp", "train": {"batch": 8, "warmup_epochs": 0, "val": False}, "stages": [
-        {"type": "prune", "method": "magnitude", "ratio": 0.6, "schedule": [1, 2], "epochs": 2}]},
-        pm.stage_types())
+    recipe = parse_recipe(
+        {
+            "name": "gmp",
+            "train": {"batch": 8, "warmup_epochs": 0, "val": False},
+            "stages": [{"type": "prune", "method": "magnitude", "ratio": 0.6, "schedule": [1, 2], "epochs": 2}],
+        },
+        pm.stage_types(),
+    )
     result = compress(tiny_ckpt, tiny_data, recipe, out=tmp_path / "run", imgsz=64, runs=2, plugins=pm)
     out = result.artifacts[-1][1]
     model, _ = load_checkpoint(out)
@@ -178,26 +187,50 @@ def test_gradual_magnitude_stage_reaches_final_sparsity_and_reports_zipped_size(
 
 
 def test_iterative_channel_stage_finetunes_between_rounds(tiny_data, tiny_ckpt, tmp_path):
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim.checkpoint import load_checkpoint
     from yoloslim.pipeline import run_stage
     from yoloslim.plugins import get_plugin_manager
 
     original, _ = load_checkpoint(tiny_ckpt)
     stage = _stage(epochs=1, method="channel", ratio=0.4, iterative_steps=2)
     stage.train = {"batch": 8, "warmup_epochs": 0, "val": False}
-    ctx = SlimContext(run_dir=tmp_path, data=str(tiny_data), imgsz=64, stage=stage, stage_dir=tmp_path / "01_prune",
-                      plugins=get_plugin_manager())
+    ctx = SlimContext(
+        run_dir=tmp_path,
+        data=str(tiny_data),
+        imgsz=64,
+        stage=stage,
+        stage_dir=tmp_path / "01_prune",
+        plugins=get_plugin_manager(),
+    )
     out = run_stage(stage, tiny_ckpt, ctx)
-    assert (tmp_path / "01_prune" / "round1" / "train" / "weights" / "last.pt").is_file()
+    assert (tmp_path / "01_prune" / "round1" / "weights" / "last.pt").is_file()
     pruned, _ = load_checkpoint(out)
     assert gflops(pruned, 64) <= 0.5 * gflops(original, 64)
 
 
 def test_cli_prune_writes_a_checkpoint_that_reloads_and_trains_at_its_pruned_width(tiny_data, tiny_ckpt, tmp_path):
     out = tmp_path / "pruned.pt"
-    r = run_cli("prune", str(tiny_ckpt), "--data", str(tiny_data), "--method", "channel", "--target-macs", "0.6",
-                "--finetune-epochs", "1", "--imgsz", "64", "--out", str(out), "--run-dir", str(tmp_path / "run"),
-                "--runs", "2", cwd=tmp_path)
+    r = run_cli(
+        "prune",
+        str(tiny_ckpt),
+        "--data",
+        str(tiny_data),
+        "--method",
+        "channel",
+        "--target-macs",
+        "0.6",
+        "--finetune-epochs",
+        "1",
+        "--imgsz",
+        "64",
+        "--out",
+        str(out),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--runs",
+        "2",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert out.is_file() and "prune" in r.stdout
     rows = {r["name"]: r for r in json.loads((tmp_path / "run" / "report.json").read_text())["measurements"]}
@@ -219,8 +252,13 @@ def test_cli_prune_writes_a_checkpoint_that_reloads_and_trains_at_its_pruned_wid
     )
     import subprocess
 
-    r = subprocess.run([sys.executable, str(script), str(out), str(tiny_data), str(tmp_path / "again")],
-                       capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, str(script), str(out), str(tiny_data), str(tmp_path / "again")],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "WIDTHS KEPT" in r.stdout
 
@@ -257,10 +295,11 @@ def _inner_blocks(model) -> int:
 
 @pytest.mark.parametrize("generation", ["tiny_ckpt_yolo11", "tiny_ckpt_yolo26"])
 def test_every_prune_method_shrinks_yolo11_and_yolo26_checkpoints_that_finetune_and_reload_with_plain_yolo(
-        generation, request, tiny_data, tmp_path):
+    generation, request, tiny_data, tmp_path
+):
     import subprocess
 
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim.checkpoint import load_checkpoint
     from yoloslim.pipeline import run_stage
     from yoloslim.plugins import get_plugin_manager
 
@@ -272,8 +311,14 @@ def test_every_prune_method_shrinks_yolo11_and_yolo26_checkpoints_that_finetune_
     for method, options in STAGE_METHODS.items():
         stage = _stage(epochs=1, method=method, **options)
         stage.train = {"batch": 8, "warmup_epochs": 0, "val": False}
-        ctx = SlimContext(run_dir=tmp_path, data=str(tiny_data), imgsz=64, stage=stage, stage_dir=tmp_path / method,
-                          plugins=get_plugin_manager())
+        ctx = SlimContext(
+            run_dir=tmp_path,
+            data=str(tiny_data),
+            imgsz=64,
+            stage=stage,
+            stage_dir=tmp_path / method,
+            plugins=get_plugin_manager(),
+        )
         outs[method] = run_stage(stage, ckpt, ctx)
         assert (tmp_path / method / "train" / "weights" / "last.pt").is_file()  # fine-tuned through the stage
     models = {m: load_checkpoint(path)[0] for m, path in outs.items()}
@@ -290,8 +335,13 @@ def test_every_prune_method_shrinks_yolo11_and_yolo26_checkpoints_that_finetune_
         assert sum(p.numel() for p in models[m].parameters()) < params0
     assert sparsity(models["magnitude"]) == pytest.approx(0.5, abs=0.01)  # the zeros survived the fine-tune
 
-    r = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, *map(str, outs.values())], capture_output=True,
-                       text=True, env=subprocess_env(), cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-c", RELOAD_SCRIPT, *map(str, outs.values())],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads(r.stdout.split("ROWS", 1)[1])
     with torch.no_grad():
@@ -306,8 +356,23 @@ def test_every_prune_method_shrinks_yolo11_and_yolo26_checkpoints_that_finetune_
 
 
 def test_cli_rejects_ratio_with_target_macs_in_one_line(tiny_data, tiny_ckpt, tmp_path):
-    r = run_cli("prune", str(tiny_ckpt), "--data", str(tiny_data), "--ratio", "0.3", "--target-macs", "0.5",
-                "--out", str(tmp_path / "x.pt"), "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    r = run_cli(
+        "prune",
+        str(tiny_ckpt),
+        "--data",
+        str(tiny_data),
+        "--ratio",
+        "0.3",
+        "--target-macs",
+        "0.5",
+        "--out",
+        str(tmp_path / "x.pt"),
+        "--run-dir",
+        str(tmp_path / "run"),
+        cwd=tmp_path,
+    )
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines()[-1].startswith("yoloslim: error: prune: options: give 'ratio' or 'target_macs'")
+    assert (
+        r.stderr.strip().splitlines()[-1].startswith("yoloslim: error: prune: options: give 'ratio' or 'target_macs'")
+    )
     assert not (tmp_path / "x.pt").exists()

@@ -1,11 +1,12 @@
 """Fixtures of the quantization tests: FP32 ONNX exports of the tiny checkpoint and of the bundled student, made
-once per session (``tiny_data`` and ``tiny_ckpt`` come from the root conftest)."""
+once per session (``tiny_data`` and ``tiny_ckpt`` come from the ``yoloslim`` pytest plugin, yoloslim.testing)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
 from yoloslim_test_support import STUDENT
 
 

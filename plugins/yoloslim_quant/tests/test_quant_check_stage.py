@@ -39,17 +39,21 @@ def _stage(pm: PluginManager, **options: Any) -> Stage:
 
 
 def _check(pm: PluginManager, stage: Stage, data: Path | None, tmp_path: Path) -> None:
-    ctx = SlimContext(run_dir=tmp_path / "run", data=None if data is None else str(data), imgsz=64, stage=stage,
-                      plugins=pm)
+    ctx = SlimContext(
+        run_dir=tmp_path / "run", data=None if data is None else str(data), imgsz=64, stage=stage, plugins=pm
+    )
     plugin.yoloslim_check_stage(stage=stage, ctx=ctx)
 
 
-@pytest.mark.parametrize("options, words", [
-    ({"mode": "qat", "epochs": 0}, ("mode 'qat'", "'epochs' >= 1")),
-    ({"mode": "mixed", "precision": "fp16"}, ("precision 'fp16'", "mode ptq")),
-    ({"target": "tensorrt", "precision": "w8a16"}, ("target 'tensorrt'", "precision int8")),
-    ({"calib_images": 0}, ("'calib_images' must be >= 1",)),
-])
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"mode": "qat", "epochs": 0}, ("mode 'qat'", "'epochs' >= 1")),
+        ({"mode": "mixed", "precision": "fp16"}, ("precision 'fp16'", "mode ptq")),
+        ({"target": "tensorrt", "precision": "w8a16"}, ("target 'tensorrt'", "precision int8")),
+        ({"calib_images": 0}, ("key 'calib_images': must be >= 1, got 0",)),
+    ],
+)
 def test_conflicting_options_stop_the_recipe_while_it_is_parsed(options, words):
     with pytest.raises(RecipeError) as error:
         _stage(_pm(), **options)

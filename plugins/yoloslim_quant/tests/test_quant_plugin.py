@@ -10,19 +10,31 @@ import onnx
 import pytest
 import torch
 from onnx import numpy_helper
-from yoloslim_test_support import load_generator, run_cli
 
 from yoloslim.context import SlimContext
 from yoloslim.errors import DataError, RecipeError
-from yoloslim_quant import (QuantConfig, calibration_images, check_tensorrt_qdq, decode_nodes, layer_sensitivity,
-                            load_batch, quantizable_layers, quantize_graph, rewrite_dfl, search_mixed, weight_only)
-from yoloslim_quant import qat
+from yoloslim.testing import synth_shapes
+from yoloslim_quant import (
+    QuantConfig,
+    calibration_images,
+    check_tensorrt_qdq,
+    decode_nodes,
+    layer_sensitivity,
+    load_batch,
+    qat,
+    quantizable_layers,
+    quantize_graph,
+    rewrite_dfl,
+    search_mixed,
+    weight_only,
+)
 from yoloslim_quant.graph import yoloslim_metadata
 from yoloslim_quant.options import STAGE_TYPE, parse_options
 from yoloslim_quant.ptq import run_onnx
 from yoloslim_quant.quantizer import detection_agreement
+from yoloslim_test_support import run_cli
 
-CLASS_NAMES = load_generator().CLASS_NAMES
+CLASS_NAMES = synth_shapes.CLASS_NAMES
 
 
 def _tensors(out) -> list[torch.Tensor]:
@@ -38,7 +50,7 @@ def _consts(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 
 def test_calibration_reads_real_dataset_images_preprocessed_like_the_harness(tiny_data):
-    from yoloslim.measure import latency_image
+    from yoloslim.measurement import model_input
 
     images = calibration_images(tiny_data, "train", 8)
     train = sorted((Path(tiny_data).parent / "images" / "train").iterdir())
@@ -46,7 +58,7 @@ def test_calibration_reads_real_dataset_images_preprocessed_like_the_harness(tin
     assert len(set(images)) == 8 and images[0] == train[0] and images[-1] != train[7]  # spread over the split
     batch = load_batch(images, 64)
     assert batch.shape == (8, 3, 64, 64) and batch.dtype == np.float32
-    assert np.array_equal(batch[3:4], latency_image(64, images[3]))
+    assert np.array_equal(batch[3:4], model_input(64, images[3]))
     assert batch.std() > 0.05  # real pictures, not a constant
     with pytest.raises(DataError, match="no 'nope:' split"):
         calibration_images(tiny_data, "nope", 8)
@@ -63,7 +75,8 @@ def test_dfl_rewrite_computes_the_same_outputs_and_decode_stays_outside_the_quan
     before = run_onnx(model.SerializeToString(), x)
     assert rewrite_dfl(model)
     assert "Softmax" in {n.op_type for n in model.graph.node} and not any(
-        n.op_type == "Conv" and "dfl" in n.name for n in model.graph.node)
+        n.op_type == "Conv" and "dfl" in n.name for n in model.graph.node
+    )
     assert np.abs(run_onnx(model.SerializeToString(), x) - before).max() < 1e-3
 
 
@@ -75,8 +88,11 @@ def test_ptq_cpu_detections_match_fp32_on_the_tiny_dataset(student_onnx, tiny_da
     consts = _consts(model)
     zps = [consts[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert zps and all(z.dtype == np.uint8 for z in zps)  # UINT8 activations
-    weight_dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in consts
-                 and consts[n.input[0]].dtype == np.int8]
+    weight_dq = [
+        n
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in consts and consts[n.input[0]].dtype == np.int8
+    ]
     assert len(weight_dq) == 62 and all(consts[n.input[1]].size > 1 for n in weight_dq)  # per-channel INT8 weights
     stem = next(n for n in model.graph.node if n.name == "/model.0/conv/Conv")
     assert stem.op_type == "Conv" and consts[stem.input[1]].dtype == np.float32  # the 3-channel stem stays float
@@ -98,10 +114,15 @@ def test_tensorrt_target_passes_the_static_check_and_an_asymmetric_file_fails_it
     model = onnx.load(str(trt))
     assert check_tensorrt_qdq(model) == []
     consts = _consts(model)
-    assert all(not np.any(consts[n.input[2]]) and consts[n.input[2]].dtype == np.int8
-               for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
-    assert not any(n.op_type == "DequantizeLinear" and n.input[0] in consts and consts[n.input[0]].dtype == np.int32
-                   for n in model.graph.node)
+    assert all(
+        not np.any(consts[n.input[2]]) and consts[n.input[2]].dtype == np.int8
+        for n in model.graph.node
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+    )
+    assert not any(
+        n.op_type == "DequantizeLinear" and n.input[0] in consts and consts[n.input[0]].dtype == np.int32
+        for n in model.graph.node
+    )
 
     # Deliberately asymmetric: one activation zero point moved off 0.
     q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear")
@@ -112,8 +133,11 @@ def test_tensorrt_target_passes_the_static_check_and_an_asymmetric_file_fails_it
 
     # Per-channel weight scales on the wrong axis.
     model = onnx.load(str(trt))
-    dq = next(n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in _consts(model)
-              and _consts(model)[n.input[1]].size > 1)
+    dq = next(
+        n
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in _consts(model) and _consts(model)[n.input[1]].size > 1
+    )
     next(a for a in dq.attribute if a.name == "axis").i = 1
     assert any("TensorRT needs the output-channel axis 0" in p for p in check_tensorrt_qdq(model))
 
@@ -124,7 +148,8 @@ def test_tensorrt_target_passes_the_static_check_and_an_asymmetric_file_fails_it
 
 
 def test_sensitivity_gives_one_score_per_quantizable_layer_and_mixed_keeps_the_top_ones_float(
-        tiny_onnx, tiny_data, tmp_path):
+    tiny_onnx, tiny_data, tmp_path
+):
     calib = load_batch(calibration_images(tiny_data, "train", 8), 64)
     cache = tmp_path / "calib.json"
     scores = layer_sensitivity(tiny_onnx, calib, cache, images=4)
@@ -138,8 +163,9 @@ def test_sensitivity_gives_one_score_per_quantizable_layer_and_mixed_keeps_the_t
         keep = (yoloslim_metadata(onnx.load(str(path))).get("quantization") or {}).get("float_layers")
         return 0.50 if keep is None else 0.50 - (0.02 if len(keep) < 2 else 0.004)
 
-    result = search_mixed(tiny_onnx, calib, cache, QuantConfig(), evaluate, scores, budget=0.5, max_layers=8,
-                          workdir=tmp_path / "mixed")
+    result = search_mixed(
+        tiny_onnx, calib, cache, QuantConfig(), evaluate, scores, budget=0.5, max_layers=8, workdir=tmp_path / "mixed"
+    )
     stem = "/model.0/conv/Conv"  # float on the cpu target anyway: not one of the kept layers
     top2 = [k for k in sorted(scores, key=lambda k: -scores[k]) if k != stem][:2]
     assert result.met and result.keep == top2
@@ -166,7 +192,7 @@ def test_weight_only_is_four_times_smaller_and_close_to_fp32(tiny_onnx, tiny_dat
 def test_qat_inserts_fake_quant_trains_through_it_and_strips_it(tiny_ckpt, tiny_data):
     from ultralytics.nn.modules import Conv
 
-    from yoloslim.model_io import load_checkpoint
+    from yoloslim.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(tiny_ckpt)
     qat.insert(model)
@@ -207,10 +233,8 @@ def test_qat_inserts_fake_quant_trains_through_it_and_strips_it(tiny_ckpt, tiny_
     assert isinstance(first.in_scale, torch.nn.Parameter) and first.in_scale.grad is not None  # learned ranges
 
 
-def test_qat_after_pruning_and_distillation_exports_a_qdq_onnx_that_runs_in_onnxruntime(tiny_ckpt, tiny_data,
-                                                                                        tmp_path):
-    from yoloslim.checkpoint import save_checkpoint
-    from yoloslim.model_io import load_checkpoint
+def test_qat_after_pruning_and_distillation_exports_a_qdq_onnx_that_runs_in_onnxruntime(tiny_ckpt, tiny_data, tmp_path):
+    from yoloslim.checkpoint import load_checkpoint, save_checkpoint
     from yoloslim.pipeline import run_stage
     from yoloslim.plugins import get_plugin_manager
     from yoloslim.recipe import parse_recipe
@@ -220,9 +244,17 @@ def test_qat_after_pruning_and_distillation_exports_a_qdq_onnx_that_runs_in_onnx
     prune_channels(model, ratio=0.3, imgsz=64)  # what the prune stage does: SplitC2f blocks, fewer channels
     current = save_checkpoint(model, tmp_path / "pruned.pt", train_args=ckpt.get("train_args"))
     pm = get_plugin_manager()
-    recipe = parse_recipe({"name": "dq", "train": {"batch": 8, "val": False}, "stages": [
-        {"type": "distill", "teacher": str(tiny_ckpt), "method": "logit", "epochs": 1},
-        {"type": "quantize", "mode": "qat", "epochs": 1, "calib_images": 8}]}, pm.stage_types())
+    recipe = parse_recipe(
+        {
+            "name": "dq",
+            "train": {"batch": 8, "val": False},
+            "stages": [
+                {"type": "distill", "teacher": str(tiny_ckpt), "method": "logit", "epochs": 1},
+                {"type": "quantize", "mode": "qat", "epochs": 1, "calib_images": 8},
+            ],
+        },
+        pm.stage_types(),
+    )
     ctx = SlimContext(run_dir=tmp_path, data=str(tiny_data), imgsz=64, plugins=pm)
     for stage in recipe.stages:
         ctx.stage, ctx.stage_dir = stage, tmp_path / f"{stage.index + 1:02d}_{stage.name}"
@@ -241,12 +273,13 @@ def test_qat_after_pruning_and_distillation_exports_a_qdq_onnx_that_runs_in_onnx
 
 
 def test_options_reject_contradictions_with_the_key_and_the_fix():
-    defaults = {k: o.default for k, o in STAGE_TYPE.options.items()}
     with pytest.raises(RecipeError, match="mode 'qat' fine-tunes; give 'epochs' >= 1"):
-        parse_options({**defaults, "mode": "qat"}, 0)
+        STAGE_TYPE.parse({"mode": "qat"}, 0)
     with pytest.raises(RecipeError, match="no 16-bit integer activations"):
-        parse_options({**defaults, "target": "tensorrt", "keep_precision": "w8a16"}, 0)
-    assert parse_options({**defaults, "mode": "ptq"}, 3).epochs == 0
+        STAGE_TYPE.parse({"target": "tensorrt", "keep_precision": "w8a16"}, 0)
+    with pytest.raises(RecipeError, match=r"key 'calib_images': must be >= 1, got 0"):
+        STAGE_TYPE.parse({"calib_images": 0})
+    assert STAGE_TYPE.parse({"mode": "ptq"}, 3).mode == "ptq"
 
 
 def test_recipe_stage_runs_mixed_precision_end_to_end_and_reports_it(tiny_ckpt, tiny_data, tmp_path):
@@ -255,9 +288,13 @@ def test_recipe_stage_runs_mixed_precision_end_to_end_and_reports_it(tiny_ckpt, 
     from yoloslim.recipe import parse_recipe
 
     pm = get_plugin_manager()
-    recipe = parse_recipe({"name": "q", "stages": [
-        {"type": "quantize", "mode": "mixed", "budget": 0.0, "max_float_layers": 1, "calib_images": 8}]},
-        pm.stage_types())
+    recipe = parse_recipe(
+        {
+            "name": "q",
+            "stages": [{"type": "quantize", "mode": "mixed", "budget": 0.0, "max_float_layers": 1, "calib_images": 8}],
+        },
+        pm.stage_types(),
+    )
     result = compress(tiny_ckpt, tiny_data, recipe, out=tmp_path / "run", imgsz=64, runs=1, plugins=pm)
     rows = {r["name"]: r for r in json.loads(result.report_json.read_text())["measurements"]}
     row = rows["quantize"]
@@ -268,26 +305,59 @@ def test_recipe_stage_runs_mixed_precision_end_to_end_and_reports_it(tiny_ckpt, 
     assert "latency_cost" in mixed and row["extra"]["float layers"] == len(mixed["keep"])
 
 
-def test_cli_quantize_tensorrt_writes_a_checked_file_and_rejects_bad_options_in_one_line(tiny_ckpt, tiny_data,
-                                                                                        tmp_path):
+def test_cli_quantize_tensorrt_writes_a_checked_file_and_rejects_bad_options_in_one_line(
+    tiny_ckpt, tiny_data, tmp_path
+):
     out = tmp_path / "m_trt.onnx"
-    r = run_cli("quantize", str(tiny_ckpt), "--data", str(tiny_data), "--mode", "ptq", "--target", "tensorrt",
-                "--imgsz", "64", "--calib-images", "8", "--out", str(out), "--run-dir", str(tmp_path / "run"),
-                "--runs", "1", cwd=tmp_path)
+    r = run_cli(
+        "quantize",
+        str(tiny_ckpt),
+        "--data",
+        str(tiny_data),
+        "--mode",
+        "ptq",
+        "--target",
+        "tensorrt",
+        "--imgsz",
+        "64",
+        "--calib-images",
+        "8",
+        "--out",
+        str(out),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--runs",
+        "1",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert out.is_file() and check_tensorrt_qdq(out) == []
     assert "quantize" in r.stdout and "tensorrt" in r.stdout
 
-    r = run_cli("quantize", str(tiny_ckpt), "--data", str(tiny_data), "--mode", "qat", "--qat-epochs", "0",
-                "--out", str(tmp_path / "x.onnx"), "--run-dir", str(tmp_path / "run2"), cwd=tmp_path)
+    r = run_cli(
+        "quantize",
+        str(tiny_ckpt),
+        "--data",
+        str(tiny_data),
+        "--mode",
+        "qat",
+        "--qat-epochs",
+        "0",
+        "--out",
+        str(tmp_path / "x.onnx"),
+        "--run-dir",
+        str(tmp_path / "run2"),
+        cwd=tmp_path,
+    )
     assert r.returncode == 1
     # Refused while the one-stage recipe is parsed (StageType.check), before the run directory exists.
     assert r.stderr.strip().splitlines()[-1].startswith("yoloslim: error: quantize: mode 'qat' fine-tunes")
     assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "run2").exists()
 
 
-def test_mixed_precision_never_ships_worse_than_plain_ptq_and_says_the_budget_was_missed(tiny_onnx, tiny_data,
-                                                                                      tmp_path):
+def test_mixed_precision_never_ships_worse_than_plain_ptq_and_says_the_budget_was_missed(
+    tiny_onnx, tiny_data, tmp_path
+):
     calib = load_batch(calibration_images(tiny_data, "train", 8), 64)
     cache = tmp_path / "calib.json"
     scores = layer_sensitivity(tiny_onnx, calib, cache, images=2)
@@ -296,15 +366,17 @@ def test_mixed_precision_never_ships_worse_than_plain_ptq_and_says_the_budget_wa
         keep = (yoloslim_metadata(onnx.load(str(path))).get("quantization") or {}).get("float_layers")
         return 0.60 if keep is None else 0.55 - 0.01 * len(keep)
 
-    result = search_mixed(tiny_onnx, calib, cache, QuantConfig(), evaluate, scores, budget=0.5, max_layers=2,
-                          workdir=tmp_path / "mixed")
+    result = search_mixed(
+        tiny_onnx, calib, cache, QuantConfig(), evaluate, scores, budget=0.5, max_layers=2, workdir=tmp_path / "mixed"
+    )
     assert [s["float_layers"] for s in result.steps] == [0, 1, 2]
     assert result.keep == [] and not result.met and result.drop_points == pytest.approx(5.0)
     assert result.chosen_path == result.steps[0]["path"]
 
 
-def test_cli_mixed_writes_the_best_try_and_exits_3_when_the_budget_is_missed(monkeypatch, tiny_ckpt, tiny_data,
-                                                                           tmp_path, capsys):
+def test_cli_mixed_writes_the_best_try_and_exits_3_when_the_budget_is_missed(
+    monkeypatch, tiny_ckpt, tiny_data, tmp_path, capsys
+):
     from yoloslim import cli
     from yoloslim_quant import quantizer
 
@@ -313,9 +385,30 @@ def test_cli_mixed_writes_the_best_try_and_exits_3_when_the_budget_is_missed(mon
 
     monkeypatch.setattr(quantizer, "_map_evaluator", harsh)
     out = tmp_path / "mixed.onnx"
-    code = cli.main(["quantize", str(tiny_ckpt), "--data", str(tiny_data), "--mode", "mixed", "--budget", "0.5",
-                     "--max-float-layers", "1", "--imgsz", "64", "--calib-images", "8", "--out", str(out),
-                     "--run-dir", str(tmp_path / "run"), "--runs", "1"])
+    code = cli.main(
+        [
+            "quantize",
+            str(tiny_ckpt),
+            "--data",
+            str(tiny_data),
+            "--mode",
+            "mixed",
+            "--budget",
+            "0.5",
+            "--max-float-layers",
+            "1",
+            "--imgsz",
+            "64",
+            "--calib-images",
+            "8",
+            "--out",
+            str(out),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--runs",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 3 and out.is_file()
     line = next(x for x in err.splitlines() if x.startswith("yoloslim: target missed:"))
@@ -325,10 +418,11 @@ def test_cli_mixed_writes_the_best_try_and_exits_3_when_the_budget_is_missed(mon
 
 
 @pytest.mark.parametrize("generation", ["yolo11", "yolo26"])
-def test_ptq_cpu_and_tensorrt_quantize_yolo11_and_yolo26_with_the_decode_left_float(generation, request, tiny_data,
-                                                                                   tmp_path):
+def test_ptq_cpu_and_tensorrt_quantize_yolo11_and_yolo26_with_the_decode_left_float(
+    generation, request, tiny_data, tmp_path
+):
     from yoloslim.context import SlimContext
-    from yoloslim.measure import model_nc
+    from yoloslim.measurement import model_nc
     from yoloslim.plugins import get_plugin_manager
     from yoloslim_quant.quantizer import quantize_checkpoint
 
@@ -349,8 +443,13 @@ def test_ptq_cpu_and_tensorrt_quantize_yolo11_and_yolo26_with_the_decode_left_fl
     check = yoloslim_metadata(model)["quantization"]["agreement_with_fp32"]
     assert {"f1", "map50_95", "on"} <= set(check) and "not used for calibration" in check["on"]
 
-    trt = quantize_checkpoint(ckpt, tmp_path / "trt.onnx", parse_options({"calib_images": 8, "target": "tensorrt"}, 0),
-                              ctx, workdir=tmp_path / "w")
+    trt = quantize_checkpoint(
+        ckpt,
+        tmp_path / "trt.onnx",
+        parse_options({"calib_images": 8, "target": "tensorrt"}, 0),
+        ctx,
+        workdir=tmp_path / "w",
+    )
     assert check_tensorrt_qdq(trt) == []
 
 
@@ -360,8 +459,13 @@ def test_yolo26_end2end_layout_quantizes_with_topk_left_float(tiny_ckpt_yolo26, 
     from yoloslim_quant.quantizer import quantize_checkpoint
 
     ctx = SlimContext(run_dir=tmp_path, data=str(tiny_data), imgsz=64, plugins=get_plugin_manager())
-    out = quantize_checkpoint(tiny_ckpt_yolo26, tmp_path / "e2e.onnx", parse_options(
-        {"calib_images": 8, "end2end": True}, 0), ctx, workdir=tmp_path / "w")
+    out = quantize_checkpoint(
+        tiny_ckpt_yolo26,
+        tmp_path / "e2e.onnx",
+        parse_options({"calib_images": 8, "end2end": True}, 0),
+        ctx,
+        workdir=tmp_path / "w",
+    )
     model = onnx.load(str(out))
     x = load_batch(calibration_images(tiny_data, "val", 2), 64)
     y = run_onnx(out, x)
@@ -380,10 +484,23 @@ def test_qat_and_mixed_run_on_yolo11_and_yolo26_and_their_int8_files_run(generat
 
     ckpt = request.getfixturevalue(f"tiny_ckpt_{generation}")
     pm = get_plugin_manager()
-    recipe = parse_recipe({"name": "q", "stages": [
-        {"type": "quantize", "name": "qat", "mode": "qat", "epochs": 1, "calib_images": 8, "train": {"batch": 8}},
-        {"type": "quantize", "name": "mixed", "mode": "mixed", "max_float_layers": 1, "calib_images": 8}]},
-        pm.stage_types())
+    recipe = parse_recipe(
+        {
+            "name": "q",
+            "stages": [
+                {
+                    "type": "quantize",
+                    "name": "qat",
+                    "mode": "qat",
+                    "epochs": 1,
+                    "calib_images": 8,
+                    "train": {"batch": 8},
+                },
+                {"type": "quantize", "name": "mixed", "mode": "mixed", "max_float_layers": 1, "calib_images": 8},
+            ],
+        },
+        pm.stage_types(),
+    )
     result = compress(ckpt, tiny_data, recipe, out=tmp_path / "run", imgsz=64, runs=1, plugins=pm)
     x = load_batch(calibration_images(tiny_data, "val", 2), 64)
     for name in ("qat", "mixed"):

@@ -4,9 +4,9 @@ Events go, one per line, to the file named by TESTPLUG_LOG (if set).
 """
 
 import os
+from dataclasses import dataclass
 
-from yoloslim import hookimpl
-from yoloslim.recipe import Option, StageType
+from yoloslim import StageType, hookimpl, option
 
 WEIGHT = float(os.environ.get("TESTPLUG_WEIGHT", "0.01"))
 
@@ -19,10 +19,14 @@ def _log(event, ctx=None):
             f.write(f"{event} {stage}\n")
 
 
+@dataclass(frozen=True)
+class ShrinkOptions:
+    factor: float = option(1.0, help="multiply weights by this before training")
+
+
 @hookimpl
 def yoloslim_stage_types():
-    return [StageType("l2shrink", trains=True, default_epochs=1,
-                      options={"factor": Option(float, 1.0, "multiply weights by this before training")})]
+    return [StageType("l2shrink", options=ShrinkOptions, accepts_training=True, default_epochs=1)]
 
 
 @hookimpl
@@ -31,7 +35,7 @@ def yoloslim_transform_model(model, stage, ctx):
         return None
     _log("transform", ctx)
     for p in model.parameters():
-        p.data.mul_(stage.options["factor"])
+        p.data.mul_(stage.options.factor)
     return model
 
 

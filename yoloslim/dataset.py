@@ -1,26 +1,36 @@
-"""Check a dataset's contents and a command's options before any work, the way checkpoints are checked.
+"""Datasets: the YAML, its splits and images, and every check of a dataset's contents before any work.
 
 Ultralytics' loader drops an image whose label file it cannot use (with a warning buried in its log), and stops
 with a long traceback when it drops them all. Either way the mAP a user gets is not the mAP of their dataset. The
 checks here read what the loader will read, apply its rules, and stop with one :class:`~yoloslim.errors.DataError`
 naming the file, the line and the fix:
 
+- :func:`check_dataset`: the YAML, through Ultralytics' ``check_det_dataset`` offline (no download), every listed
+  split holding images; :func:`split_images` and :func:`has_labels` list a checked split's images and tell whether
+  it is labelled;
+- :func:`check_split`: the split a command reads (``--split``) is one the YAML defines;
 - :func:`check_labels`: every label file of a split, line by line (:func:`label_line_problem` is the rule);
 - :func:`check_images`: every image (or a sample) of a split opens as Ultralytics opens it;
-- :func:`check_split`, :func:`check_imgsz`, :func:`check_threads`, :func:`check_runs`: a command's options;
 - :func:`check_class_names`: a model's classes against the dataset's.
 
-Every function either returns or raises a :class:`~yoloslim.errors.DataError`; none changes a file.
+Every check either returns or raises a :class:`~yoloslim.errors.DataError`; none changes a file. The options of
+the measurement harness (``--imgsz``, ``--threads``, ``--runs``) are checked in :mod:`yoloslim.measurement`.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from yoloslim.errors import DataError
+import yaml
+
+from yoloslim.errors import DataError, one_line
+
+# Splits whose folders check_dataset verifies when the YAML lists them.
+_SPLITS = ("train", "val", "test")
 
 # The dataset YAML keys Ultralytics resolves as image splits (``minival`` is COCO's).
 SPLIT_KEYS = ("train", "val", "test", "minival")
@@ -36,73 +46,115 @@ _DIFFS_SHOWN = 3
 _COLUMNS_FIX = "a box line is 'class x y w h' (5 columns), a polygon 'class x1 y1 x2 y2 x3 y3 ...' (7 or more, odd)"
 
 
-# --------------------------------------------------------------------------------------------- options
+# --------------------------------------------------------------------------------------------- the YAML and its splits
 
 
-def _check_count(value: Any, option: str, what: str) -> int:
-    """Return ``value`` if it is an integer >= 1, else raise a DataError naming ``option``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DataError(f"{option} {value!r}: {what} must be a whole number of at least 1; pass e.g. {option} 2")
-    return value
-
-
-def check_threads(threads: Any) -> int:
-    """Check a CPU thread count (``--threads``).
+def split_images(data: dict[str, Any], split: str) -> list[Path]:
+    """List the image files of one split of a checked dataset, in sorted order.
 
     Args:
-        threads: The requested count.
+        data: A dataset dictionary as returned by :func:`check_dataset` (paths already resolved).
+        split: ``"train"``, ``"val"`` or ``"test"``.
 
     Returns:
-        ``threads``, unchanged.
-
-    Raises:
-        DataError: If it is not an integer >= 1.
+        Image paths, as Ultralytics' dataloader would find them (folders searched recursively, ``.txt`` lists
+        read line by line relative to the list's folder).
     """
-    return _check_count(threads, "--threads", "the CPU thread count")
+    from ultralytics.data.utils import IMG_FORMATS
+
+    sources = data.get(split) or []
+    images: list[Path] = []
+    for source in sources if isinstance(sources, list) else [sources]:
+        source = Path(source)
+        if source.is_dir():
+            images += [p for p in source.rglob("*") if p.suffix.lower().lstrip(".") in IMG_FORMATS]
+        elif source.is_file() and source.suffix == ".txt":
+            for line in source.read_text().splitlines():
+                line = line.strip()
+                if line:
+                    p = Path(line) if Path(line).is_absolute() else (source.parent / line)
+                    if p.suffix.lower().lstrip(".") in IMG_FORMATS:
+                        images.append(p.resolve())
+        elif source.is_file() and source.suffix.lower().lstrip(".") in IMG_FORMATS:
+            images.append(source)
+    return sorted(images)
 
 
-def check_runs(runs: Any) -> int:
-    """Check a number of timed runs (``--runs``).
+def has_labels(data: dict[str, Any], split: str) -> bool:
+    """Whether any image of a checked dataset's split has a label file where Ultralytics looks for it.
+
+    A split without a single label file is unlabelled (e.g. real footage): its quality measure is agreement with the
+    original (:mod:`yoloslim.agreement`), not mAP.
+    """
+    from ultralytics.data.utils import img2label_paths
+
+    images = split_images(data, split)
+    return any(Path(p).is_file() for p in img2label_paths([str(i) for i in images]))
+
+
+def check_dataset(data: str | Path) -> dict[str, Any]:
+    """Validate a YOLO-format dataset YAML through Ultralytics' ``check_det_dataset``, offline.
 
     Args:
-        runs: The requested count.
+        data: Path to the dataset YAML (``path``/``train``/``val``/``names`` as Ultralytics expects).
 
     Returns:
-        ``runs``, unchanged.
+        The dataset dictionary from ``check_det_dataset``: split paths resolved, ``names`` and ``nc`` filled in.
 
     Raises:
-        DataError: If it is not an integer >= 1.
+        DataError: If the YAML is missing, unreadable or not UTF-8 text (a binary file), lacks ``names`` (or
+            ``nc``), ``train`` or ``val``, or a listed split points at a folder that does not exist or holds no
+            images. Label and image contents are checked by :func:`check_labels` and :func:`check_images`
+            for the split a command reads.
     """
-    return _check_count(runs, "--runs", "the number of timed runs")
+    from ultralytics.data.utils import check_det_dataset
 
+    file = Path(data)
+    if file.suffix.lower() not in {".yaml", ".yml"}:
+        raise DataError(f"{file}: not a dataset YAML; pass the .yaml file that lists train/val/names")
+    if not file.is_file():
+        raise DataError(f"{file}: dataset YAML not found; pass the path to an existing dataset .yaml file")
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{file}: not a text file (byte {e.start} is not UTF-8); pass the dataset YAML, saved as UTF-8 text"
+        ) from e
+    except OSError as e:
+        raise DataError(f"{file}: cannot read the dataset YAML ({e.strerror or one_line(e)}); check the file") from e
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise DataError(f"{file}: cannot read the dataset YAML ({one_line(e)}); fix its syntax") from e
+    if not isinstance(raw, dict):
+        raise DataError(f"{file}: dataset YAML is not a mapping; it needs path/train/val/names keys")
+    if raw.get("names") is None and raw.get("nc") is None:
+        raise DataError(f"{file}: dataset YAML has no 'names:'; add the class names, e.g. names: {{0: person}}")
+    for key in ("train", "val"):
+        if not raw.get(key):
+            raise DataError(f"{file}: dataset YAML has no '{key}:'; add the {key} image folder (relative to path:)")
 
-def check_imgsz(imgsz: Any, stride: int = 32) -> int:
-    """Check an image size against a model's stride (``--imgsz``).
+    try:
+        # autodownload=False: a YAML with a 'download:' key must not fetch anything; a missing split is an error.
+        checked = check_det_dataset(str(file), autodownload=False)
+    except Exception as e:  # SyntaxError/TypeError/FileNotFoundError from Ultralytics' checks
+        raise DataError(f"{file}: {one_line(e)}; fix the dataset YAML or the folders it names") from e
 
-    Ultralytics would silently round a size that is not a multiple of the stride up for accuracy while latency and
-    GFLOPs ran at the size asked for, so such a size is refused instead.
-
-    Args:
-        imgsz: The requested square input size.
-        stride: The model's largest stride (``int(model.stride.max())`` of a ``.pt``; 32 for YOLOv8/11/26, 64 for
-            P6 models).
-
-    Returns:
-        ``imgsz``, unchanged.
-
-    Raises:
-        DataError: If ``imgsz`` is not an integer > 0 or not a multiple of ``stride``.
-    """
-    stride = max(int(stride), 1)
-    if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz <= 0 or imgsz % stride:
-        if isinstance(imgsz, int) and not isinstance(imgsz, bool) and imgsz > stride:
-            below = imgsz // stride * stride
-            hint = f"pass --imgsz {below} or {below + stride}"
-        else:
-            hint = f"pass e.g. --imgsz {max(stride, 320 // stride * stride)}"
-        raise DataError(f"--imgsz {imgsz!r}: the image size must be a positive multiple of the model's stride "
-                        f"{stride}; {hint}")
-    return imgsz
+    for split in _SPLITS:
+        if not checked.get(split):
+            continue
+        sources = checked[split] if isinstance(checked[split], list) else [checked[split]]
+        for source in sources:
+            if not os.path.exists(source):
+                raise DataError(
+                    f"{file}: {split} images not found at '{source}'; fix '{split}:' (and 'path:') in the YAML"
+                )
+        if not split_images(checked, split):
+            raise DataError(
+                f"{file}: no images in the {split} split ({', '.join(map(str, sources))}); put images there "
+                f"or point '{split}:' at the folder that has them"
+            )
+    return checked
 
 
 def dataset_splits(data_dict: Mapping[str, Any]) -> list[str]:
@@ -114,7 +166,7 @@ def check_split(data_dict: Mapping[str, Any], split: str, data: str | Path) -> s
     """Check that the dataset YAML defines the split a command will read (``--split``).
 
     Args:
-        data_dict: The dataset dictionary from :func:`yoloslim.model_io.check_dataset`.
+        data_dict: The dataset dictionary from :func:`check_dataset`.
         split: The split name asked for.
         data: The dataset YAML path, for the message.
 
@@ -126,8 +178,10 @@ def check_split(data_dict: Mapping[str, Any], split: str, data: str | Path) -> s
     """
     splits = dataset_splits(data_dict)
     if split not in splits:
-        raise DataError(f"{data}: has no '{split}:' split; it has {', '.join(splits) or 'none'}; pass --split "
-                        f"{' or '.join(splits) or 'val'} (or add '{split}:' to the YAML)")
+        raise DataError(
+            f"{data}: has no '{split}:' split; it has {', '.join(splits) or 'none'}; pass --split "
+            f"{' or '.join(splits) or 'val'} (or add '{split}:' to the YAML)"
+        )
     return split
 
 
@@ -153,8 +207,10 @@ def _box_problem(x: float, y: float, w: float, h: float, polygon: bool) -> str |
     what = "the polygon's box" if polygon else "the box"
     for name, value in (("x", x), ("y", y), ("w", w), ("h", h)):
         if value > 1 + _TOLERANCE:
-            return (f"{what} has {name}={value:g} > 1; coordinates are fractions of the image size (divide pixels "
-                    f"by the image width/height)")
+            return (
+                f"{what} has {name}={value:g} > 1; coordinates are fractions of the image size (divide pixels "
+                f"by the image width/height)"
+            )
     for name, value, low in (("x", x, -_TOLERANCE), ("y", y, -_TOLERANCE), ("w", w, 0.0), ("h", h, 0.0)):
         if value < low:
             return f"{what} has {name}={value:g} < 0; coordinates are fractions of the image size, in [0, 1]"
@@ -186,8 +242,14 @@ def label_line_problem(tokens: Sequence[str], nc: int) -> str | None:
             pass
         else:
             low, high = -_TOLERANCE, 1 + _TOLERANCE
-            if (cls.is_integer() and 0 <= cls < nc and low <= x <= high and low <= y <= high and 0 <= w <= high
-                    and 0 <= h <= high):
+            if (
+                cls.is_integer()
+                and 0 <= cls < nc
+                and low <= x <= high
+                and low <= y <= high
+                and 0 <= w <= high
+                and 0 <= h <= high
+            ):
                 return None
     if n != 5 and (n < 7 or n % 2 == 0):
         return f"has {n} column{'s' if n != 1 else ''}; {_COLUMNS_FIX}"
@@ -197,8 +259,10 @@ def label_line_problem(tokens: Sequence[str], nc: int) -> str | None:
     cls = values[0]
     if not cls.is_integer() or not 0 <= cls < nc:
         shown = int(cls) if cls.is_integer() else cls
-        return (f"class id {shown} is not a class of the dataset (whole numbers 0..{nc - 1}, nc={nc}); use an id from "
-                f"the YAML's names: or add the class there")
+        return (
+            f"class id {shown} is not a class of the dataset (whole numbers 0..{nc - 1}, nc={nc}); use an id from "
+            f"the YAML's names: or add the class there"
+        )
     if n == 5:
         return _box_problem(*values[1:], polygon=False)
     xs, ys = values[1::2], values[2::2]
@@ -247,8 +311,14 @@ def label_file_problem(path: str | Path, nc: int) -> tuple[int, str, str] | None
         kinds.setdefault("box" if len(tokens) == 5 else "polygon", (number, line))
     if len(kinds) == 2:
         number, line = max(kinds.values())  # the later first line of the two kinds
-        return number, line, ("mixes box lines (5 columns) and polygon lines in one file, and Ultralytics then "
-                              "drops the whole file; write every object of the file the same way")
+        return (
+            number,
+            line,
+            (
+                "mixes box lines (5 columns) and polygon lines in one file, and Ultralytics then "
+                "drops the whole file; write every object of the file the same way"
+            ),
+        )
     return None
 
 
@@ -267,7 +337,7 @@ def check_labels(data_dict: Mapping[str, Any], split: str, data: str | Path) -> 
     pass, so a split of 100k images takes seconds.
 
     Args:
-        data_dict: The dataset dictionary from :func:`yoloslim.model_io.check_dataset`.
+        data_dict: The dataset dictionary from :func:`check_dataset`.
         split: The split the command will read.
         data: The dataset YAML path, for the message.
 
@@ -278,8 +348,6 @@ def check_labels(data_dict: Mapping[str, Any], split: str, data: str | Path) -> 
         DataError: Naming the first bad file and line, what is wrong and the fix, and how many files are bad.
     """
     from ultralytics.data.utils import img2label_paths
-
-    from yoloslim.model_io import split_images
 
     nc = int(data_dict.get("nc") or len(data_dict.get("names") or ()))
     checked = 0
@@ -308,8 +376,10 @@ def check_labels(data_dict: Mapping[str, Any], split: str, data: str | Path) -> 
 # --------------------------------------------------------------------------------------------- images
 
 
-_TRUNCATED_JPEG = ("is a JPEG without its end marker (truncated); Ultralytics would rewrite the file in place to "
-                   "repair it, and yoloslim never modifies its inputs: re-save the image (e.g. with PIL)")
+_TRUNCATED_JPEG = (
+    "is a JPEG without its end marker (truncated); Ultralytics would rewrite the file in place to "
+    "repair it, and yoloslim never modifies its inputs: re-save the image (e.g. with PIL)"
+)
 
 
 def _jpeg_truncated(path: str | Path) -> bool:
@@ -363,7 +433,7 @@ def check_images(data_dict: Mapping[str, Any], split: str, data: str | Path, sam
     the rest.
 
     Args:
-        data_dict: The dataset dictionary from :func:`yoloslim.model_io.check_dataset`.
+        data_dict: The dataset dictionary from :func:`check_dataset`.
         split: The split the command will read.
         data: The dataset YAML path, for the message.
         sample: Most images to check (spread evenly), None for all.
@@ -374,8 +444,6 @@ def check_images(data_dict: Mapping[str, Any], split: str, data: str | Path, sam
     Raises:
         DataError: Naming the split's folder, the first unreadable image, why, and how many are unreadable.
     """
-    from yoloslim.model_io import split_images
-
     images = split_images(dict(data_dict), split)
     bad = 0
     first: tuple[Path, str] | None = None
@@ -395,8 +463,10 @@ def check_images(data_dict: Mapping[str, Any], split: str, data: str | Path, sam
     if first is not None:
         image, problem = first
         count = "all" if bad == len(images) else f"{bad} of"
-        raise DataError(f"{image}: {problem}; {count} {len(images)} images checked in the '{split}' split "
-                        f"({_split_sources(data_dict, split)}) of {data} are unreadable; replace or remove them")
+        raise DataError(
+            f"{image}: {problem}; {count} {len(images)} images checked in the '{split}' split "
+            f"({_split_sources(data_dict, split)}) of {data} are unreadable; replace or remove them"
+        )
     return len(images)
 
 
@@ -435,12 +505,17 @@ def check_class_names(model_names: Any, data_names: Any, model: str | Path, data
     ours, theirs = class_name_list(model_names), class_name_list(data_names)
     if ours is None or theirs is None or ours == theirs:
         return
-    diffs = [f"class {i} is '{a}' in the model, '{b}' in the dataset"
-             for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
-    shown = "; ".join(diffs[:_DIFFS_SHOWN]) + (f"; ... {len(diffs) - _DIFFS_SHOWN} more" if len(diffs) > _DIFFS_SHOWN
-                                                else "")
+    diffs = [
+        f"class {i} is '{a}' in the model, '{b}' in the dataset" for i, (a, b) in enumerate(zip(ours, theirs)) if a != b
+    ]
+    shown = "; ".join(diffs[:_DIFFS_SHOWN]) + (
+        f"; ... {len(diffs) - _DIFFS_SHOWN} more" if len(diffs) > _DIFFS_SHOWN else ""
+    )
     if len(ours) != len(theirs):
-        shown = (f"{len(ours)} classes {_shown(ours)} vs {len(theirs)} {_shown(theirs)}"
-                 + (f"; {shown}" if shown else ""))
-    raise DataError(f"model '{model}' does not predict the classes of dataset '{data}' ({shown}); measure with the "
-                    f"dataset the model was trained on, or a model trained on this one")
+        shown = f"{len(ours)} classes {_shown(ours)} vs {len(theirs)} {_shown(theirs)}" + (
+            f"; {shown}" if shown else ""
+        )
+    raise DataError(
+        f"model '{model}' does not predict the classes of dataset '{data}' ({shown}); measure with the "
+        f"dataset the model was trained on, or a model trained on this one"
+    )

@@ -8,8 +8,8 @@ boundary the learning rate jumps back up and the first epochs of the new stage d
 
 Usage::
 
-    .venv/bin/python weights/plateau.py            # markdown tables of every run and of each chain
-    .venv/bin/python weights/plateau.py --json     # the same numbers as JSON
+    .venv/bin/python research/plateau.py           # markdown tables of every run and of each chain
+    .venv/bin/python research/plateau.py --json    # the same numbers as JSON
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def chain(project: Path, role: str) -> list[Path]:
     if (project / f"{role}_ft" / "results.csv").is_file():
         runs.append(project / f"{role}_ft")
     polish = [p for p in project.glob(f"{role}_ft*") if re.fullmatch(rf"{role}_ft\d+", p.name)]
-    runs += sorted((p for p in polish if (p / "results.csv").is_file()), key=lambda p: int(p.name[len(role) + 3:]))
+    runs += sorted((p for p in polish if (p / "results.csv").is_file()), key=lambda p: int(p.name[len(role) + 3 :]))
     return runs
 
 
@@ -70,7 +70,7 @@ def report(project: Path, roles: list[str], window: int) -> dict[str, object]:
     for role in roles:
         runs = [read_run(p) for p in chain(project, role)]
         if not runs:
-            raise SystemExit(f"no runs of {role!r} under {project}; train with weights/train_baselines.py first")
+            raise SystemExit(f"no runs of {role!r} under {project}; train with research/train_baselines.py first")
         series = [m for r in runs for m in r["map50_95"]]
         final = gains(runs[-1]["map50_95"], window)
         out[role] = {
@@ -103,24 +103,32 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res, indent=1))
         return 0
     w = a.window
-    print(f"| run | epochs | lr first -> last epoch | val mAP50-95 {w} epochs before the end | last | best "
-          f"| gain over last {w} (points) | best of last {w} - before |")
+    print(
+        f"| run | epochs | lr first -> last epoch | val mAP50-95 {w} epochs before the end | last | best "
+        f"| gain over last {w} (points) | best of last {w} - before |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|")
-    for role, r in res.items():
+    for r in res.values():
         for run in r["runs"]:
             state = "" if run["finished"] else " (running)"
-            print(f"| {run['run']}{state} | {run['epochs']} | {run['lr_first']:.0e} -> {run['lr_last']:.0e} "
-                  f"| {_f(run['before'], '.4f')} | {run['last']:.4f} "
-                  f"| {max(run['map50_95']):.4f} | {_f(run['gain'], '+.2f')} | {_f(run['gain_best'], '+.2f')} |")
+            print(
+                f"| {run['run']}{state} | {run['epochs']} | {run['lr_first']:.0e} -> {run['lr_last']:.0e} "
+                f"| {_f(run['before'], '.4f')} | {run['last']:.4f} "
+                f"| {max(run['map50_95']):.4f} | {_f(run['gain'], '+.2f')} | {_f(run['gain_best'], '+.2f')} |"
+            )
     print()
-    print(f"| model | epochs in all | final run | gain over its last {w} (points) | best of last {w} - before "
-          f"| plateau (< 1 point) |")
+    print(
+        f"| model | epochs in all | final run | gain over its last {w} (points) | best of last {w} - before "
+        f"| plateau (< 1 point) |"
+    )
     print("|---|---:|---|---:|---:|---|")
     verdict = {True: "yes", False: "no", None: f"not yet ({w + 1} epochs needed)"}
     for role, r in res.items():
         state = "" if r["final_finished"] else " (running)"
-        print(f"| {role} | {r['epochs']} | {r['final_run']}{state} | {_f(r['gain'], '+.2f')} "
-              f"| {_f(r['gain_best'], '+.2f')} | {verdict[r['plateau']]} |")
+        print(
+            f"| {role} | {r['epochs']} | {r['final_run']}{state} | {_f(r['gain'], '+.2f')} "
+            f"| {_f(r['gain_best'], '+.2f')} | {verdict[r['plateau']]} |"
+        )
     return 0
 
 

@@ -1,4 +1,7 @@
-"""Where an ONNX graph spends its time in ONNX Runtime: per-op-type kernel time from ORT's own profiler."""
+"""Where an ONNX graph spends its time in ONNX Runtime: per-op-type kernel time from ORT's own profiler.
+
+Benchmark tooling (used by ``bench/quant.py`` and ``bench/real.py``), not part of the quantization plugin.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ from typing import Any
 import numpy as np
 
 
-def profile_ops(path: str | Path, image: np.ndarray, runs: int = 20, threads: int = 2, warmup: int = 3,
-                top: int = 10) -> dict[str, Any]:
+def profile_ops(
+    path: str | Path, image: np.ndarray, runs: int = 20, threads: int = 2, warmup: int = 3, top: int = 10
+) -> dict[str, Any]:
     """Profile ``runs`` forward passes of ``path`` on ``image`` with ONNX Runtime's profiler.
 
     The session is optimized exactly as the measurement harness's (``ORT_ENABLE_ALL``), so the op types are the
@@ -60,10 +64,11 @@ def profile_ops(path: str | Path, image: np.ndarray, runs: int = 20, threads: in
             per_op[op] = per_op.get(op, 0.0) + e["dur"] / 1000.0
     total = sum(per_op.values()) / runs
     ranked = sorted(per_op.items(), key=lambda kv: -kv[1])
-    return {"ms_per_run": round(total, 3),
-            "ops": [[op, round(ms / runs, 3), round(ms / runs / total, 3) if total else 0.0]
-                    for op, ms in ranked[:top]],
-            "nodes": {op: len(v) for op, v in sorted(nodes.items(), key=lambda kv: -len(kv[1]))}}
+    return {
+        "ms_per_run": round(total, 3),
+        "ops": [[op, round(ms / runs, 3), round(ms / runs / total, 3) if total else 0.0] for op, ms in ranked[:top]],
+        "nodes": {op: len(v) for op, v in sorted(nodes.items(), key=lambda kv: -len(kv[1]))},
+    }
 
 
 def format_profiles(profiles: dict[str, dict[str, Any]], top: int = 6) -> str:

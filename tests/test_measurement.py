@@ -1,10 +1,13 @@
-"""Tests of yoloslim.measure: one measurement path that gives a .pt and its ONNX export the same numbers."""
+"""Tests of yoloslim.measurement: one measurement path that gives a .pt and its ONNX export the same numbers."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -14,18 +17,22 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from yoloslim.checkpoint import load_checkpoint
 from yoloslim.errors import DataError, ModelError
-from yoloslim.measure import (
+from yoloslim.measurement import (
     Measurement,
+    check_imgsz,
+    check_runs,
+    check_threads,
     format_table,
-    latency_image,
     measure,
+    model_input,
     onnx_counts,
     torch_counts,
     validate,
     write_json,
 )
-from yoloslim.model_io import load_checkpoint
+from yoloslim_test_support import subprocess_env
 
 IMGSZ = 64
 COLOURS = ((0, 0, 255), (255, 0, 0))  # BGR: class 0 red, class 1 blue
@@ -76,9 +83,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_pt_and_its_onnx_export_measure_the_same_map_params_and_gflops(trained: dict[str, Path]) -> None:
     threads_before = torch.get_num_threads()
-    pt, ox = measure(
-        [trained["pt"], trained["onnx"]], trained["data"], imgsz=IMGSZ, threads=1, warmup=2, runs=10
-    )
+    pt, ox = measure([trained["pt"], trained["onnx"]], trained["data"], imgsz=IMGSZ, threads=1, warmup=2, runs=10)
     assert (pt.format, ox.format) == ("pt", "onnx")
     assert pt.map50_95 > 0.05, "the fixture model must have learned something, or the comparison proves nothing"
     assert abs(pt.map50_95 - ox.map50_95) <= 0.01
@@ -125,7 +130,7 @@ def test_quantized_onnx_graphs_count_like_the_float_graph(trained: dict[str, Pat
 
     class OneImage(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = iter([{"images": latency_image(IMGSZ)}])
+            self.batches = iter([{"images": model_input(IMGSZ)}])
 
         def get_next(self) -> dict | None:
             return next(self.batches, None)
@@ -281,3 +286,109 @@ def test_counting_leaves_the_model_usable_with_autograd() -> None:
     x = torch.zeros(1, 3, 64, 64, requires_grad=True)
     model(x)[0].sum().backward()
     assert x.grad is not None and x.grad.shape == x.shape
+
+
+# --------------------------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize("imgsz", [0, -32, 33, 100, 1.5, True])
+def test_imgsz_must_be_a_positive_multiple_of_the_stride(imgsz: object) -> None:
+    with pytest.raises(DataError, match="--imgsz .*multiple of the model's stride 32"):
+        check_imgsz(imgsz)
+    assert check_imgsz(64) == 64 and check_imgsz(128, stride=64) == 128
+    with pytest.raises(DataError, match="pass --imgsz 64 or 128"):
+        check_imgsz(96, stride=64)
+
+
+@pytest.mark.parametrize("check", [check_threads, check_runs])
+@pytest.mark.parametrize("value", [0, -1, 2.0, None])
+def test_threads_and_runs_must_be_at_least_one(check, value: object) -> None:
+    with pytest.raises(DataError, match="at least 1"):
+        check(value)
+    assert check(1) == 1
+
+
+# --------------------------------------------------------------------------------------------- rows and tables
+
+
+def test_rows_know_their_source_and_stage_in_json_and_in_the_table(tmp_path: Path) -> None:
+    rows = [
+        _row("original"),
+        _row("pruned", source="/runs/slim/demo/original.pt", stage="prune"),
+        _row("int8", source=None, stage="quantize"),
+    ]
+    assert (rows[0].source, rows[0].stage) == (None, None)
+    out = json.loads(write_json(rows, tmp_path / "rows.json").read_text())
+    assert [(r["source"], r["stage"]) for r in out] == [
+        (None, None),
+        ("/runs/slim/demo/original.pt", "prune"),
+        (None, "quantize"),
+    ]
+    lines = format_table(rows).strip().splitlines()
+    assert lines[0].split("|")[1:5] == [" name ", " format ", " stage ", " source "]
+    assert lines[2].startswith("| original | onnx | - | - | 3.006 |")  # None prints as "-", like a missing value
+    assert lines[3].startswith("| pruned | onnx | prune | original.pt | 3.006 |")
+    assert lines[4].startswith("| int8 | onnx | quantize | - | 3.006 |")
+    assert "None" not in format_table(rows)
+
+
+def test_stage_and_source_columns_appear_only_when_a_row_has_one() -> None:
+    header = format_table([_row("a"), _row("b")]).splitlines()[0]
+    assert " stage " not in header and " source " not in header
+    header = format_table([_row("a"), _row("b", stage="prune")]).splitlines()[0]
+    assert " stage " in header and " source " not in header
+
+
+def test_report_prints_a_none_column_value_as_a_dash_like_a_missing_key() -> None:
+    from yoloslim.report import render_markdown
+
+    rows = [_row("base", extra={"sparsity": None}), _row("pruned", extra={"sparsity": 0.5}), _row("int8")]
+    md = render_markdown(rows, {"recipe": "r", "model": "m.pt", "data": "d.yaml", "split": "val", "imgsz": 320})
+    plugin = md.split("## Plugin columns")[1]
+    assert "| base | - |" in plugin and "| pruned | 0.5 |" in plugin and "| int8 | - |" in plugin
+    assert "None" not in md
+
+
+# --------------------------------------------------------------------------------------------- package
+
+
+def test_yoloslim_measure_stays_the_function_when_the_measurement_package_and_the_pipeline_are_imported(
+    tmp_path: Path,
+) -> None:
+    # A submodule named ``measure`` would replace the package's public function on import; run in a fresh
+    # interpreter so no module this test session imported earlier hides it.
+    code = f"""
+import inspect, sys
+import yoloslim
+assert inspect.isfunction(yoloslim.measure), yoloslim.measure
+import yoloslim.measurement
+assert inspect.isfunction(yoloslim.measure), yoloslim.measure
+from yoloslim.errors import YoloslimError
+try:
+    yoloslim.measure([{str(tmp_path / "gone.pt")!r}], data={str(tmp_path / "none.yaml")!r})
+except YoloslimError:
+    pass
+assert "yoloslim.pipeline" in sys.modules
+assert inspect.isfunction(yoloslim.measure), yoloslim.measure
+import yoloslim.cli
+assert inspect.isfunction(yoloslim.measure), yoloslim.measure
+print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=subprocess_env()
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+    import yoloslim
+
+    assert inspect.isfunction(yoloslim.measure)
+
+
+def test_public_names_point_at_the_modules_that_hold_them() -> None:
+    import importlib
+
+    import yoloslim
+
+    for name, (module, attribute) in yoloslim._PUBLIC.items():
+        assert getattr(importlib.import_module(module), attribute) is getattr(yoloslim, name), name
+    assert yoloslim.model_input is model_input and yoloslim.Measurement is Measurement

@@ -11,13 +11,17 @@ The same seed gives byte-identical files: every image is drawn from its own
 ``numpy.random.Generator`` seeded by ``(seed, split, index)``, so any image can also be re-rendered
 alone with :func:`render_sample` (the tests do this to check labels against the drawn pixels).
 
-Usage::
+Usage (``--out`` defaults to ``datasets/generated/<variant>`` under the current folder)::
 
-    python datasets/synth_shapes.py --variant full --out datasets/generated/full
+    python -m yoloslim.testing.synth_shapes --variant full --out datasets/generated/full
 
-or from Python (``datasets/`` is not a package; load the file with importlib)::
+or from Python::
+
+    from yoloslim.testing.synth_shapes import generate
 
     data_yaml = generate("datasets/generated/tiny", variant="tiny", seed=0)
+
+The module needs only numpy and OpenCV (no pytest, no Ultralytics).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-LOGGER = logging.getLogger("yoloslim.datasets.synth_shapes")
+LOGGER = logging.getLogger("yoloslim.testing.synth_shapes")
 
 #: Bump when the drawing code changes, so old datasets on disk are regenerated.
 GENERATOR_VERSION = 2
@@ -179,8 +183,20 @@ _STAR = np.array(
     np.float32,
 )
 _CROSS = np.array(
-    [[-0.17, -0.5], [0.17, -0.5], [0.17, -0.17], [0.5, -0.17], [0.5, 0.17], [0.17, 0.17],
-     [0.17, 0.5], [-0.17, 0.5], [-0.17, 0.17], [-0.5, 0.17], [-0.5, -0.17], [-0.17, -0.17]],
+    [
+        [-0.17, -0.5],
+        [0.17, -0.5],
+        [0.17, -0.17],
+        [0.5, -0.17],
+        [0.5, 0.17],
+        [0.17, 0.17],
+        [0.17, 0.5],
+        [-0.17, 0.5],
+        [-0.17, 0.17],
+        [-0.5, 0.17],
+        [-0.5, -0.17],
+        [-0.17, -0.17],
+    ],
     np.float32,
 )
 
@@ -198,8 +214,16 @@ def _shape_mask(rng: np.random.Generator, cls: int, size: float) -> np.ndarray:
     name = CLASS_NAMES[cls]
     if name in ("disc", "ring"):
         axes = (max(1, int(round(sx / 2))), max(1, int(round(sy / 2))))
-        cv2.ellipse(mask, (int(round(c)), int(round(c))), axes, math.degrees(angle), 0, 360, 1,
-                    -1 if name == "disc" else thickness)
+        cv2.ellipse(
+            mask,
+            (int(round(c)), int(round(c))),
+            axes,
+            math.degrees(angle),
+            0,
+            360,
+            1,
+            -1 if name == "disc" else thickness,
+        )
     elif name in ("striped_square", "hollow_square"):
         pts = _rotated(_SQUARE, sx * 0.85, sy * 0.85, angle, c, c)
         if name == "striped_square":
@@ -265,7 +289,7 @@ def _texture(rng: np.random.Generator, cls: int | None, shape: tuple[int, int], 
         period = max(2.5, size * rng.uniform(0.18, 0.35))
         angle = rng.uniform(0, math.pi)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        t = (np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period) > 0)
+        t = np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period) > 0
         tex = np.where(t[..., None], c1, c2)
     else:
         tex = np.broadcast_to(c1, (h, w, 3)).copy()
@@ -399,6 +423,8 @@ def _manifest_ok(out: Path, variant: str, seed: int) -> bool:
 
 
 def _data_yaml(root: Path) -> str:
+    # The header keeps the generator's old path (datasets/synth_shapes.py) so that data.yaml, and the manifest
+    # that hashes it, stay byte-identical to the datasets written before the generator moved into the package.
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASS_NAMES))
     return (
         f"# Synthetic shapes dataset written by datasets/synth_shapes.py\n"
@@ -495,12 +521,14 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", default="full", choices=sorted(VARIANTS))
-    parser.add_argument("--out", default=None, help="output folder (default datasets/generated/<variant>)")
+    parser.add_argument(
+        "--out", default=None, help="output folder (default datasets/generated/<variant> under the current folder)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="regenerate even if a complete dataset exists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out = args.out or Path(__file__).resolve().parent / "generated" / args.variant
+    out = args.out or Path("datasets") / "generated" / args.variant
     print(generate(out, variant=args.variant, seed=args.seed, force=args.force))
     return 0
 

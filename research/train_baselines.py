@@ -9,7 +9,7 @@ it (``yoloslim_training``).
 
 Usage (both in one process, one after the other)::
 
-    nohup .venv/bin/python weights/train_baselines.py \
+    nohup .venv/bin/python research/train_baselines.py \
         > weights/logs/train_baselines.log 2>&1 &
 
 weights/README.md gives the commands that produced the bundled weights (two processes side by side,
@@ -20,7 +20,6 @@ skips runs that already finished.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import sys
@@ -38,20 +37,14 @@ os.environ.setdefault("MPLCONFIGDIR", "/tmp/mpl")
 import torch  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 
-LOGGER = logging.getLogger("yoloslim.weights.train_baselines")
+from yoloslim.testing.synth_shapes import generate  # noqa: E402
+
+LOGGER = logging.getLogger("yoloslim.research.train_baselines")
 
 MODELS = {
     "student": ("yolov8n.yaml", "student_yolov8n.pt"),
     "teacher": ("yolov8s.yaml", "teacher_yolov8s.pt"),
 }
-
-
-def _load_generator():  # datasets/ is not a package
-    spec = importlib.util.spec_from_file_location("synth_shapes", ROOT / "datasets" / "synth_shapes.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def use_threads(n: int, shared_until: Path | None = None) -> Callable[[object], None]:
@@ -130,9 +123,7 @@ def train_one(role: str, data: Path, args: argparse.Namespace) -> Path:
     stages = [{"run": role, "epochs": args.epochs, "lr0": args.lr0}]
     if args.finetune_epochs:
         # Stage 2: continue from stage 1's best at a low, annealed learning rate, without warmup.
-        stage2 = dict(
-            data=str(data), epochs=args.finetune_epochs, lr0=args.finetune_lr0, warmup_epochs=0.0
-        )
+        stage2 = dict(data=str(data), epochs=args.finetune_epochs, lr0=args.finetune_lr0, warmup_epochs=0.0)
         best = _train_stage(f"{role}_ft", str(best), stage2, args, shared_until)
         stages.append({"run": f"{role}_ft", "epochs": args.finetune_epochs, "lr0": args.finetune_lr0})
         # Stages 3, 4, ...: further low-LR cosine cycles, each from the previous stage's best, until the last
@@ -151,8 +142,9 @@ def train_one(role: str, data: Path, args: argparse.Namespace) -> Path:
     ckpt["yoloslim_training"] = {"stages": stages, "epochs": sum(st["epochs"] for st in stages)}
     torch.save(ckpt, tmp)
     os.replace(tmp, dest)
-    LOGGER.info("%s: copied %s -> %s (%d epochs in %d runs)", role, best, dest, ckpt["yoloslim_training"]["epochs"],
-                len(stages))
+    LOGGER.info(
+        "%s: copied %s -> %s (%d epochs in %d runs)", role, best, dest, ckpt["yoloslim_training"]["epochs"], len(stages)
+    )
     finished.parent.mkdir(parents=True, exist_ok=True)
     finished.write_text(f"{dest}\n")
     return dest
@@ -176,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--finetune-lr0", type=float, default=0.0001, help="stage 2 AdamW learning rate")
     parser.add_argument(
-        "--polish-epochs", type=int, nargs="*", default=[],
+        "--polish-epochs",
+        type=int,
+        nargs="*",
+        default=[],
         help="stages 3, 4, ...: epochs of further low-LR cycles, each from the previous stage's best",
     )
     parser.add_argument(
@@ -195,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    data = _load_generator().generate(ROOT / "datasets" / "generated" / args.variant, args.variant, args.data_seed)
+    data = generate(ROOT / "datasets" / "generated" / args.variant, args.variant, args.data_seed)
     for role in args.models:
         train_one(role, data, args)
     return 0

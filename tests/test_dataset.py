@@ -1,5 +1,6 @@
-"""Datasets checked like checkpoints (issue 15): label files, images, the YAML, split/imgsz/thread options and class
-names are checked before Ultralytics' loader runs, and bad ones stop with one line naming the file and the fix."""
+"""Tests of yoloslim.dataset: datasets checked like checkpoints (issue 15). The YAML, its splits, label files, images
+and class names are checked before Ultralytics' loader runs, and bad ones stop with one line naming the file and the
+fix."""
 
 from __future__ import annotations
 
@@ -10,20 +11,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from yoloslim_test_support import assert_one_line_error, run_main
 
-from yoloslim.dataset_checks import (
+from yoloslim.dataset import (
     check_class_names,
+    check_dataset,
     check_images,
-    check_imgsz,
     check_labels,
-    check_runs,
     check_split,
-    check_threads,
     label_file_problem,
+    split_images,
 )
 from yoloslim.errors import DataError, ModelError
-from yoloslim.model_io import check_dataset
+from yoloslim_test_support import assert_one_line_error, run_main
 
 NC = 8  # classes of the tiny generated dataset
 
@@ -137,8 +136,9 @@ def test_check_images_names_split_folder_first_unreadable_image_and_count(tiny_d
         check_images(check_dataset(data), "val", data)
 
 
-def test_a_truncated_jpeg_is_refused_because_ultralytics_would_rewrite_it_in_place(tiny_data: Path,
-                                                                                    tmp_path: Path) -> None:
+def test_a_truncated_jpeg_is_refused_because_ultralytics_would_rewrite_it_in_place(
+    tiny_data: Path, tmp_path: Path
+) -> None:
     data = copy_dataset(tiny_data, tmp_path / "d")
     images = sorted((tmp_path / "d" / "images" / "train").glob("*.png"))
     jpeg = images[-1].with_suffix(".jpg")
@@ -152,7 +152,54 @@ def test_a_truncated_jpeg_is_refused_because_ultralytics_would_rewrite_it_in_pla
     assert jpeg.read_bytes() == before
 
 
-# --------------------------------------------------------------------------------------------- YAML, options
+# --------------------------------------------------------------------------------------------- the YAML and its splits
+
+
+def _dataset(root: Path, yaml_text: str | None = None, images: int = 2) -> Path:
+    """A minimal YOLO dataset: `images` grey images with one box each in train and val, and its YAML."""
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(images):
+            cv2.imwrite(str(root / "images" / split / f"{i}.jpg"), np.full((32, 32, 3), 127, np.uint8))
+            (root / "labels" / split / f"{i}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    yaml_path = root / "data.yaml"
+    yaml_path.write_text(
+        yaml_text if yaml_text is not None else f"path: {root}\ntrain: images/train\nval: images/val\nnames: [box]\n"
+    )
+    return yaml_path
+
+
+def test_valid_dataset_resolves_paths_and_lists_images(tmp_path: Path) -> None:
+    data = check_dataset(_dataset(tmp_path))
+    assert data["names"] == {0: "box"} and data["nc"] == 1
+    assert Path(data["val"]) == (tmp_path / "images" / "val").resolve()
+    assert [p.name for p in split_images(data, "val")] == ["0.jpg", "1.jpg"]
+
+
+def test_missing_dataset_yaml_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not found") as error:
+        check_dataset(tmp_path / "data.yaml")
+    assert str(tmp_path / "data.yaml") in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("train: images/train\nval: images/val\n", "no 'names:'"),
+        ("train: images/train\nnames: [box]\n", "no 'val:'"),
+        ("train: images/train\nval: images/nowhere\nnames: [box]\n", "images not found"),
+        ("train: images/train\nval: empty\nnames: [box]\n", "no images in the val split"),
+        ("train: [unclosed\n", "cannot read"),
+    ],
+)
+def test_broken_dataset_is_a_data_error_naming_the_yaml(yaml_text: str, message: str, tmp_path: Path) -> None:
+    yaml_path = _dataset(tmp_path, f"path: {tmp_path}\n{yaml_text}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=message) as error:
+        check_dataset(yaml_path)
+    assert str(yaml_path) in str(error.value)
+    assert "\n" not in str(error.value)
 
 
 def test_binary_dataset_yaml_is_a_data_error_naming_the_file(tmp_path: Path) -> None:
@@ -169,23 +216,6 @@ def test_split_must_be_one_the_yaml_defines_and_the_message_lists_them(tiny_data
     with pytest.raises(DataError, match="no 'nosuch:' split; it has train, val, test") as error:
         check_split(checked, "nosuch", tiny_data)
     assert str(tiny_data) in str(error.value)
-
-
-@pytest.mark.parametrize("imgsz", [0, -32, 33, 100, 1.5, True])
-def test_imgsz_must_be_a_positive_multiple_of_the_stride(imgsz: object) -> None:
-    with pytest.raises(DataError, match="--imgsz .*multiple of the model's stride 32"):
-        check_imgsz(imgsz)
-    assert check_imgsz(64) == 64 and check_imgsz(128, stride=64) == 128
-    with pytest.raises(DataError, match="pass --imgsz 64 or 128"):
-        check_imgsz(96, stride=64)
-
-
-@pytest.mark.parametrize("check", [check_threads, check_runs])
-@pytest.mark.parametrize("value", [0, -1, 2.0, None])
-def test_threads_and_runs_must_be_at_least_one(check, value: object) -> None:
-    with pytest.raises(DataError, match="at least 1"):
-        check(value)
-    assert check(1) == 1
 
 
 # --------------------------------------------------------------------------------------------- classes
@@ -230,8 +260,9 @@ def test_measure_checks_split_imgsz_threads_and_runs_before_any_work(tiny_data: 
         measure_models([tiny_ckpt], tiny_data, imgsz=64, runs=0)
 
 
-def test_measure_on_an_unlabelled_split_still_reports_agreement(tiny_data: Path, tiny_ckpt: Path,
-                                                                tmp_path: Path) -> None:
+def test_measure_on_an_unlabelled_split_still_reports_agreement(
+    tiny_data: Path, tiny_ckpt: Path, tmp_path: Path
+) -> None:
     from yoloslim.pipeline import measure_models
 
     data = copy_dataset(tiny_data, tmp_path / "d")
@@ -249,7 +280,8 @@ def obb_like_onnx(path: Path, task: str = "obb") -> Path:
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["images"], ["output0"])], "g",
+        [helper.make_node("Identity", ["images"], ["output0"])],
+        "g",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 3, 64, 64])],
     )
@@ -261,7 +293,7 @@ def obb_like_onnx(path: Path, task: str = "obb") -> Path:
 
 
 def test_measure_refuses_an_onnx_model_of_another_task(tiny_data: Path, tmp_path: Path) -> None:
-    from yoloslim.measure import measure
+    from yoloslim.measurement import measure
 
     path = obb_like_onnx(tmp_path / "obb.onnx")
     with pytest.raises(ModelError, match="'obb' model") as error:

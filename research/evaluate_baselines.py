@@ -6,7 +6,7 @@ Each checkpoint is loaded with plain ``YOLO(path)`` and validated with Ultralyti
 
 Usage::
 
-    .venv/bin/python weights/evaluate_baselines.py   # prints a table, writes weights/baseline_metrics.json
+    .venv/bin/python research/evaluate_baselines.py  # prints a table, writes weights/baseline_metrics.json
 """
 
 from __future__ import annotations

@@ -1,17 +1,16 @@
-"""Tests of yoloslim.model_io: checkpoints and dataset YAMLs load, or fail with an error that names the file."""
+"""Tests of yoloslim.checkpoint: checkpoints load, or fail with an error that names the file."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
-from yoloslim.errors import DataError, ModelError
-from yoloslim.model_io import check_dataset, load_checkpoint, model_format, split_images
+from yoloslim.checkpoint import load_checkpoint, model_format
+from yoloslim.errors import ModelError
 
 
 @pytest.fixture(scope="module")
@@ -119,50 +118,3 @@ def test_checkpoint_needing_a_missing_module_names_it_and_installs_nothing(
 
 def test_model_format_is_the_lower_case_suffix() -> None:
     assert [model_format(p) for p in ("a/best.pt", "m.ONNX", "m.engine", "noext")] == ["pt", "onnx", "engine", ""]
-
-
-def _dataset(root: Path, yaml_text: str | None = None, images: int = 2) -> Path:
-    """A minimal YOLO dataset: `images` grey images with one box each in train and val, and its YAML."""
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for i in range(images):
-            cv2.imwrite(str(root / "images" / split / f"{i}.jpg"), np.full((32, 32, 3), 127, np.uint8))
-            (root / "labels" / split / f"{i}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
-    yaml_path = root / "data.yaml"
-    yaml_path.write_text(
-        yaml_text if yaml_text is not None else f"path: {root}\ntrain: images/train\nval: images/val\nnames: [box]\n"
-    )
-    return yaml_path
-
-
-def test_valid_dataset_resolves_paths_and_lists_images(tmp_path: Path) -> None:
-    data = check_dataset(_dataset(tmp_path))
-    assert data["names"] == {0: "box"} and data["nc"] == 1
-    assert Path(data["val"]) == (tmp_path / "images" / "val").resolve()
-    assert [p.name for p in split_images(data, "val")] == ["0.jpg", "1.jpg"]
-
-
-def test_missing_dataset_yaml_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="not found") as error:
-        check_dataset(tmp_path / "data.yaml")
-    assert str(tmp_path / "data.yaml") in str(error.value)
-
-
-@pytest.mark.parametrize(
-    ("yaml_text", "message"),
-    [
-        ("train: images/train\nval: images/val\n", "no 'names:'"),
-        ("train: images/train\nnames: [box]\n", "no 'val:'"),
-        ("train: images/train\nval: images/nowhere\nnames: [box]\n", "images not found"),
-        ("train: images/train\nval: empty\nnames: [box]\n", "no images in the val split"),
-        ("train: [unclosed\n", "cannot read"),
-    ],
-)
-def test_broken_dataset_is_a_data_error_naming_the_yaml(yaml_text: str, message: str, tmp_path: Path) -> None:
-    yaml_path = _dataset(tmp_path, f"path: {tmp_path}\n{yaml_text}")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match=message) as error:
-        check_dataset(yaml_path)
-    assert str(yaml_path) in str(error.value)
-    assert "\n" not in str(error.value)

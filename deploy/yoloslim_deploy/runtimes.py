@@ -1,10 +1,10 @@
-"""Inference backends: one callable per model format, float32 NCHW batch in, raw detection output out.
+"""Runtimes: one callable per model format, float32 NCHW batch in, raw detection output out.
 
-A backend is what :class:`yoloslim_deploy.Detector` runs and what ``yoloslim_open_runtime`` hands the
-measurement harness: ``backend(x)`` takes a letterboxed RGB batch in ``[0, 1]`` and returns the model's first
+A runtime is what :class:`yoloslim_deploy.Detector` runs and what ``yoloslim_open_runtime`` hands the
+measurement harness: ``runtime(x)`` takes a letterboxed RGB batch in ``[0, 1]`` and returns the model's first
 raw output as float32 numpy, in either layout :mod:`yoloslim.detections` decodes: ``(batch, 4 + classes, anchors)``
-(NMS after the model), or ``(batch, k, 6)`` (YOLO26's NMS-free end-to-end head). ``backend.meta`` says what the
-model needs (class names, input size, fixed batch, the layout when known), ``backend.device`` where it runs.
+(NMS after the model), or ``(batch, k, 6)`` (YOLO26's NMS-free end-to-end head). ``runtime.meta`` says what the
+model needs (class names, input size, fixed batch, the layout when known), ``runtime.device`` where it runs.
 
 An exported file's layout was fixed by its export (``nms=False`` selects the end-to-end head); a ``.pt``
 checkpoint runs the head ``end2end`` selects, by default the one-to-many head with NMS after it, as Ultralytics'
@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from yoloslim import ModelError
-
 from yoloslim_deploy.metadata import ModelMeta, read_metadata
 
 
@@ -36,7 +35,7 @@ def cuda_index(device: str) -> int:
     return int(tail)
 
 
-class TorchBackend:
+class TorchRuntime:
     """A ``.pt`` checkpoint in PyTorch: fused, eval, FP16 on a GPU and FP32 on the CPU.
 
     ``end2end=True`` runs a YOLO26 head's NMS-free one-to-one branch (output ``(batch, k, 6)``, what an
@@ -46,8 +45,14 @@ class TorchBackend:
     ``YOLOSLIM_TRUST_CHECKPOINTS`` environment variable decides).
     """
 
-    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None, end2end: bool | None = None,
-                 trust: bool | None = None):
+    def __init__(
+        self,
+        path: Path,
+        device: str = "cpu",
+        threads: int | None = None,
+        end2end: bool | None = None,
+        trust: bool | None = None,
+    ):
         import torch
 
         from yoloslim import load_checkpoint
@@ -70,10 +75,16 @@ class TorchBackend:
         imgsz = (ckpt.get("train_args") or {}).get("imgsz", 640)
         imgsz = imgsz if isinstance(imgsz, int) else 640
         names = model.names if isinstance(model.names, dict) else dict(enumerate(model.names))
-        self.meta = ModelMeta(names={int(k): str(v) for k, v in names.items()}, imgsz=(imgsz, imgsz),
-                              stride=int(max(model.stride)), batch=None, dynamic=True,
-                              precision="fp16" if self.dtype == torch.float16 else "fp32",
-                              end2end=bool(getattr(model, "end2end", False)), yoloslim=ckpt.get("yoloslim") or {})
+        self.meta = ModelMeta(
+            names={int(k): str(v) for k, v in names.items()},
+            imgsz=(imgsz, imgsz),
+            stride=int(max(model.stride)),
+            batch=None,
+            dynamic=True,
+            precision="fp16" if self.dtype == torch.float16 else "fp32",
+            end2end=bool(getattr(model, "end2end", False)),
+            yoloslim=ckpt.get("yoloslim") or {},
+        )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         import torch
@@ -84,8 +95,8 @@ class TorchBackend:
         return y.float().cpu().numpy()
 
 
-class OnnxBackend:
-    """An ``.onnx`` file in ONNX Runtime, on the CPU or (``device="cuda"``) the CUDA execution provider."""
+class OnnxRuntime:
+    """An ``.onnx`` file in ONNX Runtime (the ``onnxruntime`` library), on the CPU or the CUDA execution provider."""
 
     def __init__(self, path: Path, device: str = "cpu", threads: int | None = None):
         import onnxruntime as ort
@@ -124,14 +135,19 @@ class OnnxBackend:
         return np.asarray(y, dtype=np.float32)
 
 
-def open_backend(path: str | Path, device: str = "cpu", threads: int | None = None,
-                 end2end: bool | None = None, trust: bool | None = None) -> Any:
-    """Open a model file with the backend of its format.
+def open_runtime(
+    path: str | Path,
+    device: str = "cpu",
+    threads: int | None = None,
+    end2end: bool | None = None,
+    trust: bool | None = None,
+) -> Any:
+    """Open a model file with the runtime of its format.
 
     Args:
         path: ``.pt`` (PyTorch), ``.onnx`` (ONNX Runtime) or ``.engine`` (TensorRT).
         device: ``"cpu"`` or a GPU (``"cuda"``, ``"cuda:0"``, ``"0"``); an ``.engine`` always runs on a GPU.
-        threads: CPU threads for the CPU backends (default: the runtime's own choice).
+        threads: CPU threads for the CPU runtimes (default: the library's own choice).
         end2end: For a ``.pt``, run YOLO26's NMS-free one-to-one head (default: the one-to-many head, like the
             default export). An exported file's layout is its own; a value that contradicts it is an error.
         trust: For a ``.pt``, unpickle it without the safe-load allowlist (only for a file whose origin you trust);
@@ -146,17 +162,19 @@ def open_backend(path: str | Path, device: str = "cpu", threads: int | None = No
         raise ModelError(f"{path}: model file not found; pass an existing .pt, .onnx or .engine file")
     suffix = path.suffix.lower()
     if suffix == ".pt":
-        return TorchBackend(path, device, threads, end2end, trust=trust)
+        return TorchRuntime(path, device, threads, end2end, trust=trust)
     if suffix == ".onnx":
-        backend = OnnxBackend(path, device, threads)
+        runtime = OnnxRuntime(path, device, threads)
     elif suffix == ".engine":
-        from yoloslim_deploy.tensorrt_runtime import TensorRTBackend
+        from yoloslim_deploy.tensorrt_runtime import TensorRTRuntime
 
-        backend = TensorRTBackend(path, device if is_cuda(device) else "cuda:0")
+        runtime = TensorRTRuntime(path, device if is_cuda(device) else "cuda:0")
     else:
         raise ModelError(f"{path}: unknown model format '{suffix}'; pass a .pt, .onnx or .engine file")
-    if end2end is not None and backend.meta.end2end is not None and bool(end2end) != backend.meta.end2end:
-        layout = "NMS-free end-to-end (batch, k, 6)" if backend.meta.end2end else "(batch, 4 + classes, anchors)"
-        raise ModelError(f"{path}: the export's output is the {layout} layout but end2end={end2end} was asked for; "
-                         "leave end2end unset, or export again (nms=False gives YOLO26's end-to-end layout)")
-    return backend
+    if end2end is not None and runtime.meta.end2end is not None and bool(end2end) != runtime.meta.end2end:
+        layout = "NMS-free end-to-end (batch, k, 6)" if runtime.meta.end2end else "(batch, 4 + classes, anchors)"
+        raise ModelError(
+            f"{path}: the export's output is the {layout} layout but end2end={end2end} was asked for; "
+            "leave end2end unset, or export again (nms=False gives YOLO26's end-to-end layout)"
+        )
+    return runtime
