@@ -11,12 +11,11 @@ pyproject.toml).
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from yoloslim_test_support import ROOT
+from yoloslim_test_support import ROOT, pip_install_target
 
 # The plugin only fills in unset variables; this repository's tests never pip-install at run time, whatever the shell
 # says. Set at conftest import, before any test module imports Ultralytics.
@@ -27,26 +26,10 @@ os.environ["YOLO_AUTOINSTALL"] = "0"
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder where the test plugin packages are pip-installed, as a user would install them."""
     import shutil
-    import subprocess
 
     site = tmp_path_factory.mktemp("site")
     for name in ("testplug", "brokenplug"):
         src = tmp_path_factory.mktemp(f"src-{name}") / name
         shutil.copytree(ROOT / "tests" / "assets" / name, src)
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--no-deps",
-                "--no-build-isolation",
-                "--no-index",
-                "--target",
-                str(site),
-                str(src),
-            ],
-            check=True,
-        )
+        pip_install_target(src, site)
     return site

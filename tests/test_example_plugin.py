@@ -16,7 +16,7 @@ import pytest
 
 import yoloslim
 import yoloslim.testing
-from yoloslim_test_support import ROOT, subprocess_env
+from yoloslim_test_support import ROOT, pip_install_target, subprocess_env
 
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if (p / "pyproject.toml").is_file())
 PUBLIC = {"yoloslim": set(yoloslim.__all__), "yoloslim.testing": set(yoloslim.testing.__all__)}
@@ -50,22 +50,7 @@ def test_example_installs_and_passes_its_own_tests(example: Path, tmp_path: Path
     src = tmp_path / example.name
     shutil.copytree(example, src, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     site = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--target",
-            str(site),
-            str(src),
-        ],
-        check=True,
-    )
+    pip_install_target(src, site)
     r = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
         cwd=src,

@@ -124,30 +124,13 @@ def test_cli_plugins_lists_loaded_and_failed_plugins(plugin_site):
 def contract_site(tmp_path_factory):
     """A site folder with tests/assets/contractplug installed: entry points that break the hook contract."""
     import shutil
-    import subprocess
-    import sys
 
-    from yoloslim_test_support import ROOT
+    from yoloslim_test_support import ROOT, pip_install_target
 
     site = tmp_path_factory.mktemp("contract-site")
     src = tmp_path_factory.mktemp("src-contractplug") / "contractplug"
     shutil.copytree(ROOT / "tests" / "assets" / "contractplug", src)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--target",
-            str(site),
-            str(src),
-        ],
-        check=True,
-    )
+    pip_install_target(src, site)
     return site
 
 

@@ -68,3 +68,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 def stray_temp_files(folder: Path) -> list[Path]:
     """Temporary files/folders an atomic write or an export leaves when it is not cleaned up."""
     return [p for p in Path(folder).rglob(".*") if ".tmp" in p.name or p.name.startswith((".export-", ".engine-"))]
+
+
+def pip_install_target(src: Path, site: Path) -> None:
+    """Install the package at ``src`` into the folder ``site`` as a user would (``pip install``), offline, no deps."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
+    subprocess.run([*cmd, "--target", str(site), str(src)], check=True)

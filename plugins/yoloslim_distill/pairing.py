@@ -92,6 +92,8 @@ def fit_methods(
                 f"{where}: method '{method}' {reason} (teacher '{opts.teacher}'); remove '{method}' from "
                 "'method' and 'weights', or leave 'method' unset to use the default methods that fit"
             )
+    if len(weights) == len(opts.loss_weights):  # every method fits: the options stay as the user gave them
+        return opts, notes
     if not weights:
         raise RecipeError(
             f"{where}: none of the methods fits this teacher/student pair ({'; '.join(notes)}); "
