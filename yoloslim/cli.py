@@ -395,7 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``yoloslim`` command; returns the exit status."""
     _offline_defaults()
     argv = list(sys.argv[1:] if argv is None else argv)
-    verbose = "-v" in argv or "--verbose" in argv
+    command = next((i for i, word in enumerate(argv) if not word.startswith("-")), len(argv))
+    verbose = bool({"-v", "--verbose"} & set(argv[:command]))  # the global flag; 'plugins --verbose' is its own
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(name)s: %(message)s")
     from yoloslim import signals
 
