@@ -7,8 +7,9 @@ distillation differs:
 - ``ultralytics-dis``: Ultralytics' built-in ``distill_model=<teacher>`` with its default ``dis`` (6.0);
 - ``best``: the combination chosen before the sweep (see ``BEST``);
 - ``logit``, ``ld``, ``cwd``, ``mgd``, ``sl2``: one ``distill`` method each, at its default weight;
-- optionally ``pruned-ft`` / ``pruned-distill``: the bundled student channel-pruned to 50% MACs (the demo recipe's
-  ``prune`` stage), fine-tuned without and with distillation.
+- optionally ``pruned-ft`` / ``pruned-distill`` / ``pruned-ultralytics-dis``: the bundled student channel-pruned to
+  50% MACs (the demo recipe's ``prune`` stage), fine-tuned without distillation, with yoloslim's, and with
+  Ultralytics' ``distill_model=``.
 
 Reported per row: mAP50-95 on the test split (mean and spread over seeds, measured by yoloslim's harness on the
 final ``last.pt``), training seconds per epoch (training only, from Ultralytics' epoch callbacks) and per epoch
@@ -63,6 +64,8 @@ ROWS: dict[str, dict[str, Any]] = {
     "sl2": {"kind": "distill", "method": "sl2"},
     "pruned-ft": {"kind": "pruned", "method": None},
     "pruned-distill": {"kind": "pruned", "method": BEST},
+    # Ultralytics' built-in feature distillation (``distill_model=``, default ``dis``) on the same pruned student.
+    "pruned-ultralytics-dis": {"kind": "pruned", "method": None, "ultralytics": True},
 }
 PRUNE = {
     "method": "channel",
@@ -151,7 +154,7 @@ def build_trainer(a: argparse.Namespace, row: str, seed: int, work: Path, **over
         overrides.update(model=str(WORK / a.name / "pruned.pt"), lr0=PRUNED_LR0)
     else:
         overrides["model"] = "yolov8n.yaml"
-    if spec["kind"] == "ultralytics":
+    if spec["kind"] == "ultralytics" or spec.get("ultralytics"):
         overrides["distill_model"] = teacher
     overrides.update(override)
     if spec.get("method"):

@@ -40,6 +40,46 @@ _TRUST_HELP = (
 )
 
 
+_DATA_HELP = (
+    "dataset YAML the model was trained on, or footage for label-free compression: a video or a folder of images "
+    "whose sampled frames the original model labels itself (see --frames)"
+)
+
+
+def _footage_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of label-free data (``--data`` a video or an image folder)."""
+    g = p.add_argument_group("label-free data (--data is a video or a folder of images)")
+    g.add_argument("--frames", type=int, default=200, help="frames sampled evenly over the range (default 200)")
+    g.add_argument(
+        "--frame-range",
+        metavar="START:END",
+        help="frames (or sorted images) START..END-1 only (default: all); hold later frames out to evaluate on",
+    )
+    g.add_argument(
+        "--pseudo-conf",
+        type=float,
+        default=0.25,
+        help="confidence a detection of the original needs to become a pseudo-label (default 0.25)",
+    )
+
+
+def _footage(a: argparse.Namespace) -> Any:
+    """The FootageOptions of the footage flags."""
+    from yoloslim.errors import DataError
+    from yoloslim.footage import FootageOptions
+
+    first, last = 0, None
+    if a.frame_range:
+        start, sep, end = a.frame_range.partition(":")
+        try:
+            first, last = int(start or 0), (int(end) if end else None)
+        except ValueError:
+            raise DataError(f"--frame-range {a.frame_range!r}: expected START:END frame indices, e.g. 0:900") from None
+        if not sep:
+            raise DataError(f"--frame-range {a.frame_range!r}: expected START:END frame indices, e.g. 0:900")
+    return FootageOptions(frames=a.frames, first=first, last=last, pseudo_conf=a.pseudo_conf)
+
+
 def _common() -> argparse.ArgumentParser:
     """Flags every subcommand takes."""
     c = argparse.ArgumentParser(add_help=False)
@@ -61,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         "then measure the original and every artifact and write report.md/report.json.",
     )
     c.add_argument("model", help="Ultralytics detection checkpoint (.pt)")
-    c.add_argument("--data", required=True, help="dataset YAML the model was trained on")
+    c.add_argument("--data", required=True, help=_DATA_HELP)
     c.add_argument("--recipe", required=True, help="recipe YAML (see recipes/)")
     c.add_argument(
         "--out",
@@ -73,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--split", help="split for mAP (default test if present, else val)")
     c.add_argument("--threads", type=int, default=2, help="CPU threads for latency (default 2)")
     c.add_argument("--runs", type=int, default=50, help="timed runs per artifact (default 50)")
+    _footage_flags(c)
 
     m = sub.add_parser(
         "measure",
@@ -170,7 +211,7 @@ def _add_stage_commands(sub: Any) -> None:
             epilog=_train_epilog(st) if st.accepts_training else None,
         )
         p.add_argument("model", help="Ultralytics detection checkpoint (.pt)")
-        p.add_argument("--data", required=True, help="dataset YAML the model was trained on")
+        p.add_argument("--data", required=True, help=_DATA_HELP)
         p.add_argument("--out", required=True, help="output file")
         p.add_argument("--imgsz", type=int, help="image size (default: the checkpoint's training size)")
         p.add_argument("--device", default="cpu", help="training device, as in Ultralytics (cpu, 0, 0,1)")
@@ -179,6 +220,7 @@ def _add_stage_commands(sub: Any) -> None:
         )
         p.add_argument("--threads", type=int, default=2, help="CPU threads for latency (default 2)")
         p.add_argument("--runs", type=int, default=50, help="timed runs per artifact (default 50)")
+        _footage_flags(p)
         if st.accepts_training:
             p.add_argument(
                 f"--{st.epochs_flag}",
@@ -273,6 +315,7 @@ def _cmd_stage(a: argparse.Namespace) -> int:
         threads=a.threads,
         runs=a.runs,
         plugins=pm,
+        footage=_footage(a),
     )
     out = atomic_copy(r.artifacts[-1][1], a.out)
     print(r.report_md.read_text(encoding="utf-8"))
@@ -300,6 +343,7 @@ def _cmd_compress(a: argparse.Namespace) -> int:
         split=a.split,
         threads=a.threads,
         runs=a.runs,
+        footage=_footage(a),
     )
     print(r.report_md.read_text(encoding="utf-8"))
     print(f"report: {r.report_md}  {r.report_json}")

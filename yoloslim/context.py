@@ -33,6 +33,7 @@ class SlimContext:
         stage: The current recipe stage, or None outside a recipe.
         stage_dir: Directory of the current stage's outputs.
         recipe_path: Recipe file, if any.
+        model: The run's input checkpoint, the original (a stage may use it, e.g. as the teacher).
         state: Free-form per-run state shared by plugins (not carried to DDP ranks).
         trainer: The SlimTrainer while a training stage runs, else None.
         plugins: The plugin manager (rebuilt, not serialized).
@@ -45,6 +46,7 @@ class SlimContext:
     stage: Stage | None = None
     stage_dir: Path | None = None
     recipe_path: str | None = None
+    model: str | None = None
     state: dict[str, Any] = field(default_factory=dict)
     trainer: Any = None
     plugins: PluginManager | None = field(default=None, repr=False)
@@ -131,6 +133,7 @@ class SlimContext:
                 "stage": self.stage.to_dict() if self.stage else None,
                 "stage_dir": str(self.stage_dir) if self.stage_dir else None,
                 "recipe_path": self.recipe_path,
+                "model": self.model,
             }
         )
 
@@ -146,6 +149,7 @@ class SlimContext:
             stage=Stage.from_dict(d["stage"]) if d["stage"] else None,  # options rebuilt from the plugins
             stage_dir=Path(d["stage_dir"]) if d["stage_dir"] else None,
             recipe_path=d["recipe_path"],
+            model=d.get("model"),
         )
 
     @classmethod

@@ -221,12 +221,15 @@ def compress(
     runs: int = 50,
     plugins: PluginManager | None = None,
     trust: bool | None = None,
+    footage: Any = None,
 ) -> CompressResult:
     """Compress ``model`` with ``recipe`` and report original vs every artifact.
 
     Args:
         model: Ultralytics detection checkpoint (``best.pt``).
-        data: Dataset YAML the model was trained on.
+        data: Dataset YAML the model was trained on, or footage for label-free compression: a video or a folder of
+            images, whose sampled frames the original labels itself (:mod:`yoloslim.footage`); the report then scores
+            every row by its agreement with the FP32 original on held-out frames.
         recipe: Recipe YAML path or a parsed :class:`Recipe`.
         out: Run directory (default ``runs/slim/<recipe name>``, numbered if it exists). An existing one is reused
             only if an earlier yoloslim run made it; its earlier stage folders and report are removed first.
@@ -238,6 +241,8 @@ def compress(
         plugins: Plugin manager (default: the installed plugins).
         trust: Unpickle checkpoints (the model, a teacher) without the safe-load allowlist; ``None``: the
             ``YOLOSLIM_TRUST_CHECKPOINTS`` environment variable (see :mod:`yoloslim.trust`).
+        footage: :class:`yoloslim.footage.FootageOptions` (frames, range, pseudo-label confidence) when ``data`` is
+            footage (default: 200 frames of the whole footage, confidence 0.25).
 
     Returns:
         A :class:`CompressResult` with the artifacts, measurements and report paths.
@@ -248,8 +253,10 @@ def compress(
     """
     pm = plugins or get_plugin_manager()
     with trust_scope(trust, pm):
-        ctx, rec, labelled, split = _preflight(model, data, recipe, out, imgsz, device, split, threads, runs, pm)
-        model = Path(model)
+        ctx, rec, labelled, split = _preflight(
+            model, data, recipe, out, imgsz, device, split, threads, runs, pm, footage
+        )
+        model, data = Path(model), ctx.data  # footage became a pseudo-labelled dataset
         with run_directory(out, Path("runs/slim") / rec.name) as run_dir:
             ctx.run_dir = run_dir.resolve()
             return _run(model, data, rec, ctx, run_dir, split, labelled, threads, runs)
@@ -266,25 +273,26 @@ def _preflight(
     threads: int,
     runs: int,
     pm: PluginManager,
+    footage: Any = None,
 ) -> tuple[SlimContext, Recipe, bool, str]:
     """Check everything the run will need before the first stage: nothing is written if a check fails."""
+    from yoloslim.footage import FootageOptions, check_footage_options, is_footage, pseudo_labelled_dataset
     from yoloslim.outputs import check_free_space, check_output_dir, check_writable_folder
 
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, pm.stage_types(), pm.failed)
     model = Path(model)
     net, ckpt = load_checkpoint(model)
-    data_dict = check_dataset(data)
-    check_classes(ckpt, data_dict, model, data)
+    label_free = is_footage(data)
+    if label_free:
+        check_footage_options(footage or FootageOptions())
+    else:
+        data_dict = check_dataset(data)
+        check_classes(ckpt, data_dict, model, data)
     check_threads(threads)
     check_runs(runs)
     imgsz = check_imgsz(
         imgsz if imgsz is not None else (rec.train.get("imgsz") or default_imgsz(ckpt)), model_stride(net)
     )
-    split = check_split(data_dict, default_split(data_dict, split), data)
-    trains = [s for s in rec.stages if s.epochs > 0]
-    for name in dict.fromkeys([split, *(("train", "val") if trains else ())]):
-        check_labels(data_dict, name, data)
-        check_images(data_dict, name, data, sample=None if name == split else 64)
     inputs = [model, Path(data), *([rec.path] if rec.path else []), *input_files(rec)]
     if out is not None:
         check_output_dir(out, inputs)
@@ -293,12 +301,21 @@ def _preflight(
     # The first artifact is about the original's size; baselines, stage checkpoints and a training run's last/best
     # need a few times that.
     check_free_space(out or "runs/slim", 4 * model.stat().st_size + 64 * 2**20)
+    if label_free:  # the original labels sampled frames itself (cached under runs/pseudo/)
+        data = pseudo_labelled_dataset(data, model, imgsz, footage)
+        data_dict = check_dataset(data)
+    split = check_split(data_dict, default_split(data_dict, split), data)
+    trains = [s for s in rec.stages if s.epochs > 0]
+    for name in dict.fromkeys([split, *(("train", "val") if trains else ())]):
+        check_labels(data_dict, name, data)
+        check_images(data_dict, name, data, sample=None if name == split else 64)
     ctx = SlimContext(
         run_dir=Path(out or Path("runs/slim") / rec.name).resolve(),
         data=str(Path(data).resolve()),
         imgsz=imgsz,
         device=device,
         recipe_path=str(rec.path) if rec.path else None,
+        model=str(model.resolve()),
         plugins=pm,
     )
     for stage in rec.stages:

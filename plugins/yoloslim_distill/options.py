@@ -11,6 +11,7 @@ from yoloslim import StageType, option
 METHODS = ("logit", "ld", "cwd", "mgd", "sl2")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_METHODS = ("logit", "ld", "cwd")
+ORIGINAL = "original"  # teacher: the run's input checkpoint (label-free recovery: the original teaches its copy)
 
 # Weight of each method's term when the recipe gives none: each weighted term starts on the scale of Ultralytics'
 # own items (box/cls/dfl about 4-5 each). Unweighted at the start, for a random-init YOLOv8n taught by the bundled
@@ -29,7 +30,10 @@ class DistillOptions:
     stage fails before training.
     """
 
-    teacher: str = option(help="teacher checkpoint (.pt) with the same class names as the student")
+    teacher: str = option(
+        help="teacher checkpoint (.pt) with the same class names as the student, or 'original': "
+        "the run's input checkpoint (label-free recovery of a compressed copy)"
+    )
     method: str | list[str] | None = option(
         None,
         help="methods, comma-separated: logit (class scores), ld (box bins), cwd, mgd, sl2 (features); "

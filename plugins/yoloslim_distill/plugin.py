@@ -15,16 +15,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from torch import nn
 from ultralytics.utils.torch_utils import unwrap_model
 
-from yoloslim import StageType, hookimpl
+from yoloslim import RecipeError, StageType, hookimpl
 
 from .adapters import head_info
 from .distiller import Distiller
-from .options import STAGE_TYPE, DistillOptions
+from .options import ORIGINAL, STAGE_TYPE, DistillOptions
 from .pairing import check_requested_for_teacher, fit_methods
 from .teacher import Teacher, check_same_classes, check_teacher
 
@@ -39,7 +40,19 @@ def _options(ctx: Any) -> DistillOptions | None:
     stage = ctx.stage
     if stage is None or stage.type != "distill":
         return None
-    return stage.options
+    return resolved(stage.options, ctx, f"stage '{stage.name}'")
+
+
+def resolved(opts: DistillOptions, ctx: Any, where: str) -> DistillOptions:
+    """``opts`` with ``teacher: original`` replaced by the run's input checkpoint (label-free recovery)."""
+    if opts.teacher != ORIGINAL:
+        return opts
+    if not ctx.model:
+        raise RecipeError(
+            f"{where}: 'teacher: {ORIGINAL}' is the run's input checkpoint, and this run has none; "
+            "name a teacher checkpoint"
+        )
+    return replace(opts, teacher=str(ctx.model))
 
 
 def add_param_group(trainer: Any, params: list[nn.Parameter]) -> None:
@@ -74,7 +87,7 @@ def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
     if stage.type != "distill":
         return
     where = f"stage '{stage.name}'"
-    opts = stage.options
+    opts = resolved(stage.options, ctx, where)
     teacher = check_teacher(opts.teacher, ctx.data, where)
     check_requested_for_teacher(opts, head_info(teacher), where)
 
@@ -85,7 +98,7 @@ def yoloslim_transform_model(model: nn.Module, stage: Any, ctx: Any) -> nn.Modul
     if stage.type != "distill":
         return None
     where = f"stage '{stage.name}'"
-    opts = stage.options
+    opts = resolved(stage.options, ctx, where)
     teacher = Teacher.load(opts.teacher, opts.teacher_precision)
     check_same_classes(teacher.model, model, opts.teacher)
     opts, notes = fit_methods(opts, head_info(model), head_info(teacher.model), where)
