@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,52 @@ INHERITED_TRAIN_ARGS = (
 )
 
 
+# Ultralytics' optimizer='auto' (engine/trainer.py build_optimizer): SGD-like at lr 0.01 past this many iterations,
+# else AdamW at a learning rate fitted to the class count.
+_AUTO_ITERATIONS = 10000
+_COCO_TRAIN_IMAGES = 118287  # the official checkpoints' train_args name coco.yaml: their own training set's size
+
+
+def resumed_schedule(train_args: dict[str, Any] | None, n_train: int, nc: int) -> dict[str, Any]:
+    """Training arguments that continue where the checkpoint's own schedule ended: every stage's default.
+
+    A trained model fine-tuned at Ultralytics' defaults (``lr0=0.01``, 3 warm-up epochs with a bias learning rate of
+    0.1) loses in one epoch what it learned; the learning rate its own training ended at does not. So, unless the
+    stage type, the recipe or the command line set them: ``lr0`` is the checkpoint's ``lr0 x lrf`` (its final
+    learning rate), ``warmup_epochs`` is 0, and an ``optimizer='auto'`` checkpoint gets the optimizer and learning
+    rate Ultralytics' 'auto' picked for it (which ignores ``lr0``): SGD at 0.01 past 10000 iterations, else AdamW at
+    ``0.002 * 5 / (4 + nc)``, with iterations counted as its ``epochs`` over ``n_train`` images (COCO's 118287 for
+    a checkpoint trained on coco.yaml).
+
+    Args:
+        train_args: The checkpoint's ``train_args``.
+        n_train: Training images of the fine-tuning dataset.
+        nc: Number of classes.
+
+    Returns:
+        ``{"warmup_epochs": 0.0, "lr0": ..., ["optimizer": ..., "momentum": ...]}``; only the warm-up when the
+        checkpoint records no learning rate.
+    """
+    args = train_args or {}
+    out: dict[str, Any] = {"warmup_epochs": 0.0}
+    lr0, lrf = args.get("lr0"), args.get("lrf")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (lr0, lrf)):
+        return out
+    if args.get("optimizer", "auto") == "auto":
+        data = str(args.get("data") or "")
+        images = _COCO_TRAIN_IMAGES if Path(data).name.startswith("coco") and "coco8" not in data else n_train
+        batch = max(int(args.get("batch") or 16), int(args.get("nbs") or 64))
+        iterations = math.ceil(images / batch) * int(args.get("epochs") or 100)
+        if iterations > _AUTO_ITERATIONS:
+            out.update(optimizer="SGD", momentum=0.9)
+            lr0 = 0.01
+        else:
+            out.update(optimizer="AdamW", momentum=0.9)
+            lr0 = round(0.002 * 5 / (4 + nc), 6)
+    out["lr0"] = float(lr0) * float(lrf)
+    return out
+
+
 def finetune(
     model: Any,
     stage: Stage,
@@ -138,18 +185,26 @@ def finetune(
         stage: The recipe stage (``epochs``, ``train`` overrides).
         ctx: The run context.
         checkpoint: The checkpoint ``model`` came from (recorded as Ultralytics' ``model`` argument).
-        train_args: The checkpoint's own ``train_args``; the keys in ``INHERITED_TRAIN_ARGS`` are reused.
+        train_args: The checkpoint's own ``train_args``; the keys in ``INHERITED_TRAIN_ARGS`` are reused, and the
+            learning rate starts where its schedule ended (:func:`resumed_schedule`) unless ``stage.train`` says
+            otherwise.
         name: Folder of the Ultralytics run inside ``ctx.stage_dir``.
 
     Plugins call it as :meth:`yoloslim.SlimContext.finetune`.
     """
+    from yoloslim.dataset import check_dataset, split_images
     from yoloslim.trainer import SlimTrainer
 
     inherited = {k: v for k, v in (train_args or {}).items() if k in INHERITED_TRAIN_ARGS and v is not None}
+    data = check_dataset(ctx.data)
+    schedule = resumed_schedule(train_args, len(split_images(data, "train")), len(data["names"]))
+    if {"optimizer", "lr0"} & set(stage.train):  # a learning rate chosen for another optimizer would not fit
+        schedule = {k: v for k, v in schedule.items() if k not in ("optimizer", "lr0", "momentum")}
     overrides = {
         "imgsz": ctx.imgsz,
         "plots": False,
         **inherited,
+        **schedule,
         **stage.train,
         "model": str(checkpoint),
         "data": str(ctx.data),

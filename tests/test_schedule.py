@@ -1,0 +1,78 @@
+"""A stage's default training continues where the checkpoint's own schedule ended, instead of Ultralytics' defaults."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from yoloslim import SlimContext
+from yoloslim.pipeline import resumed_schedule, run_stage
+from yoloslim.plugins import get_plugin_manager
+from yoloslim.recipe import parse_recipe
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ({"optimizer": "AdamW", "lr0": 1e-4, "lrf": 0.01}, {"warmup_epochs": 0.0, "lr0": 1e-6}),
+        # optimizer='auto' ignores lr0: what Ultralytics picked is resolved (SGD at 0.01 for COCO's 118287 images)
+        (
+            {
+                "optimizer": "auto",
+                "lr0": 0.01,
+                "lrf": 0.01,
+                "epochs": 600,
+                "batch": 128,
+                "nbs": 64,
+                "data": "coco.yaml",
+            },
+            {"warmup_epochs": 0.0, "optimizer": "SGD", "momentum": 0.9, "lr0": 1e-4},
+        ),
+        (  # a short run on 200 images: AdamW at 0.002 * 5 / (4 + 80)
+            {"optimizer": "auto", "lr0": 0.01, "lrf": 0.01, "epochs": 10, "batch": 16, "nbs": 64, "data": "mine.yaml"},
+            {"warmup_epochs": 0.0, "optimizer": "AdamW", "momentum": 0.9, "lr0": 0.000119 * 0.01},
+        ),
+        ({}, {"warmup_epochs": 0.0}),  # nothing recorded: only no warm-up
+    ],
+)
+def test_the_resumed_schedule_starts_at_the_checkpoints_final_learning_rate(args, expected):
+    got = resumed_schedule(args, n_train=200, nc=80)
+    assert got.keys() == expected.keys()
+    assert all(got[k] == pytest.approx(v) for k, v in expected.items())
+
+
+def _finetune(tmp_path, tiny_data, ckpt, name: str, train: dict) -> tuple[dict, dict]:
+    pm = get_plugin_manager()
+    stage = parse_recipe({"stages": [{"type": "finetune", "epochs": 1, "train": train}]}, pm.stage_types()).stages[0]
+    ctx = SlimContext(
+        run_dir=tmp_path, data=str(tiny_data), imgsz=64, stage=stage, stage_dir=tmp_path / name, plugins=pm
+    )
+    run_stage(stage, ckpt, ctx)
+    run = tmp_path / name / "train"
+    args = yaml.safe_load((run / "args.yaml").read_text())
+    header, row = (line.split(",") for line in (run / "results.csv").read_text().splitlines()[:2])
+    values = {h.strip(): float(v) for h, v in zip(header, row)}
+    return args, values
+
+
+def test_default_fine_tuning_keeps_a_tiny_models_val_loss_from_exploding(tmp_path, tiny_data, tiny_ckpt):
+    from yoloslim import load_checkpoint
+
+    _, ckpt = load_checkpoint(tiny_ckpt)
+    own = ckpt["train_args"]
+    common = {"batch": 8, "amp": False, "workers": 0, "seed": 0}
+    args, default = _finetune(tmp_path, tiny_data, tiny_ckpt, "default", common)
+    assert args["warmup_epochs"] == 0.0
+    expected = resumed_schedule(own, 32, 8)
+    assert args["lr0"] == pytest.approx(expected["lr0"]) and args["lr0"] == pytest.approx(own["lr0"] * own["lrf"])
+    assert args["optimizer"] == expected.get("optimizer", own["optimizer"])
+
+    _, still = _finetune(tmp_path, tiny_data, tiny_ckpt, "still", {**common, "lr0": 1e-12, "optimizer": "SGD"})
+    _, hot = _finetune(tmp_path, tiny_data, tiny_ckpt, "hot", {**common, "lr0": 0.01, "warmup_epochs": 3.0})
+
+    def val_loss(values: dict) -> float:
+        return sum(values[f"val/{k}_loss"] for k in ("box", "cls", "dfl"))
+
+    # The default moves the model no further than a learning rate of ~0 does; Ultralytics' own defaults move it away.
+    assert val_loss(default) <= 1.05 * val_loss(still)
+    assert val_loss(hot) > val_loss(default)
