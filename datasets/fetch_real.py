@@ -37,6 +37,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from yoloslim.files import sha256_file
+
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "weights" / "official"
 REAL = ROOT / "datasets" / "real"
@@ -172,13 +174,7 @@ class FetchError(RuntimeError):
     """The material could not be fetched or did not check out."""
 
 
-def sha256(path: Path) -> str:
-    """SHA-256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256 = sha256_file  # SHA-256 hex digest of a file
 
 
 def _atomic_write(dest: Path, data: bytes) -> None:

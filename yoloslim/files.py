@@ -9,6 +9,7 @@ mode a plain ``open()`` would give them, and nothing is renamed into place after
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import tempfile
@@ -99,3 +100,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -38,6 +38,7 @@ import numpy as np
 import yaml
 
 from yoloslim.errors import DataError
+from yoloslim.files import sha256_file
 
 LOGGER = logging.getLogger("yoloslim.footage")
 
@@ -95,20 +96,12 @@ def _footage_identity(source: Path) -> list[Any]:
     return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cache_key(source: Path, model: Path, imgsz: int, opts: FootageOptions) -> str:
     """The cache folder name of a pseudo-labelled dataset: everything that changes its frames or labels."""
     spec = {
         "version": _VERSION,
         "footage": _footage_identity(source),
-        "model": _sha256(model),
+        "model": sha256_file(model),
         "imgsz": imgsz,
         "options": asdict(opts),
     }
