@@ -72,11 +72,11 @@ def _footage(a: argparse.Namespace) -> Any:
     if a.frame_range:
         start, sep, end = a.frame_range.partition(":")
         try:
+            if not sep:
+                raise ValueError("no ':'")
             first, last = int(start or 0), (int(end) if end else None)
         except ValueError:
             raise DataError(f"--frame-range {a.frame_range!r}: expected START:END frame indices, e.g. 0:900") from None
-        if not sep:
-            raise DataError(f"--frame-range {a.frame_range!r}: expected START:END frame indices, e.g. 0:900")
     return FootageOptions(frames=a.frames, first=first, last=last, pseudo_conf=a.pseudo_conf)
 
 

@@ -7,6 +7,25 @@ non-zero; any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+_REPR.maxlevel = 3
+
+
+def cut(text: str, limit: int = 200) -> str:
+    """``text`` on one line (when it spans lines), at most ``limit`` characters: a user value quoted in a message."""
+    text = " ".join(text.split()) if "\n" in text else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)`` cut to a length that fits in a one-line error message (at most 200 characters)."""
+    return cut(_REPR.repr(value))
+
 
 class YoloslimError(Exception):
     """Base class of every user-facing yoloslim error."""

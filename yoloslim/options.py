@@ -31,14 +31,14 @@ stays the single source.
 from __future__ import annotations
 
 import dataclasses
-import reprlib
+import functools
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from yoloslim.errors import PluginError, RecipeError, YoloslimError
+from yoloslim.errors import PluginError, RecipeError, YoloslimError, cut, short_repr
 
 _META = "yoloslim"
 
@@ -50,21 +50,6 @@ class _Required:
 
 REQUIRED: Any = _Required()
 """Default of an option the recipe must give (``option()`` without a default means the same)."""
-
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 80
-_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 6
-_REPR.maxlevel = 3
-
-
-def _cut(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _short(value: Any) -> str:
-    text = _REPR.repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def option(
@@ -170,20 +155,20 @@ class OptionSpec:
                 return None
             raise ValueError(f"expected {self.type_name}, got null")
         if isinstance(value, bool) and bool not in self.types:
-            raise ValueError(f"expected {self.type_name}, got bool {_short(value)}")
+            raise ValueError(f"expected {self.type_name}, got bool {short_repr(value)}")
         if float in self.types and isinstance(value, int) and not isinstance(value, bool) and int not in self.types:
             value = float(value)
         if tuple in self.types and isinstance(value, list):
             value = tuple(value)
         if not isinstance(value, self.types):
-            raise ValueError(f"expected {self.type_name}, got {type(value).__name__} {_short(value)}")
+            raise ValueError(f"expected {self.type_name}, got {type(value).__name__} {short_repr(value)}")
         if self.item_type is not None and isinstance(value, (list, tuple)):
             items = [self._item(v) for v in value]
             value = type(value)(items)
         if self.choices is not None and value not in self.choices:
-            raise ValueError(f"expected one of {_short(list(self.choices))}, got {_short(value)}")
+            raise ValueError(f"expected one of {short_repr(list(self.choices))}, got {short_repr(value)}")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and not self._in_range(value):
-            raise ValueError(f"must be {self.range_text()}, got {_short(value)}")
+            raise ValueError(f"must be {self.range_text()}, got {short_repr(value)}")
         return value
 
     def _item(self, v: Any) -> Any:
@@ -191,7 +176,7 @@ class OptionSpec:
         if t is float and isinstance(v, int) and not isinstance(v, bool):
             return float(v)
         if not isinstance(v, t) or (isinstance(v, bool) and t is not bool):
-            raise ValueError(f"expected a list of {t.__name__}, got an item {type(v).__name__} {_short(v)}")
+            raise ValueError(f"expected a list of {t.__name__}, got an item {type(v).__name__} {short_repr(v)}")
         return v
 
     def _in_range(self, v: float) -> bool:
@@ -232,8 +217,9 @@ def _types_of(annotation: Any, where: str) -> tuple[tuple[type, ...], bool, type
     return tuple(accepted), nullable, item
 
 
+@functools.cache  # read once per class: recipes, commands and rebuilt stages ask again and again
 def option_specs(cls: type) -> dict[str, OptionSpec]:
-    """The options declared by the dataclass ``cls``, by name, in declaration order.
+    """The options declared by the dataclass ``cls``, by name, in declaration order (shared: do not change it).
 
     Raises:
         PluginError: If ``cls`` is not a dataclass or a field's type is not one an option can have.
@@ -307,8 +293,7 @@ def build_options(
         if callable(check):
             check(epochs)
     except (ValueError, RecipeError) as e:  # the plugin's own words, which may quote a user value
-        text = " ".join(str(e).split())
-        raise RecipeError(prefix + (text if len(text) <= 600 else text[:597] + "...")) from None
+        raise RecipeError(prefix + cut(str(e), 600)) from None
     except YoloslimError as e:  # a check that found a missing file (ModelError), ...
         raise type(e)(f"{prefix}{e}") from None
     except (KeyboardInterrupt, GeneratorExit):
@@ -319,7 +304,7 @@ def build_options(
             if plugin
             else "fix or disable the plugin that declares the stage type"
         )
-        raise PluginError(f"{prefix}{cls.__name__}.check raised {type(e).__name__}: {_cut(str(e))}; {fix}") from e
+        raise PluginError(f"{prefix}{cls.__name__}.check raised {type(e).__name__}: {cut(str(e), 300)}; {fix}") from e
     return options
 
 

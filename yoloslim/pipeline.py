@@ -10,7 +10,15 @@ from typing import Any
 
 from yoloslim.checkpoint import load_checkpoint, save_checkpoint
 from yoloslim.context import SlimContext
-from yoloslim.dataset import check_class_names, check_dataset, check_images, check_labels, check_split, has_labels
+from yoloslim.dataset import (
+    check_class_names,
+    check_dataset,
+    check_images,
+    check_labels,
+    check_split,
+    has_labels,
+    split_images,
+)
 from yoloslim.errors import ModelError, PluginError
 from yoloslim.files import atomic_copy
 from yoloslim.measurement import Measurement, check_imgsz, check_runs, check_threads, measure, model_stride
@@ -192,7 +200,6 @@ def finetune(
 
     Plugins call it as :meth:`yoloslim.SlimContext.finetune`.
     """
-    from yoloslim.dataset import check_dataset, split_images
     from yoloslim.trainer import SlimTrainer
 
     inherited = {k: v for k, v in (train_args or {}).items() if k in INHERITED_TRAIN_ARGS and v is not None}

@@ -21,7 +21,6 @@ aliases raise :class:`yoloslim.errors.RecipeError` naming the file, the stage an
 from __future__ import annotations
 
 import re
-import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,8 @@ from typing import Any
 
 import yaml
 
-from yoloslim.errors import PluginError, RecipeError, YoloslimError
+from yoloslim.errors import PluginError, RecipeError, YoloslimError, short_repr
+from yoloslim.errors import cut as _cut
 from yoloslim.options import NoOptions, OptionSpec, build_options, option_specs, options_dict
 
 # Keys every stage may have; ``epochs``/``train`` only where the stage type trains.
@@ -39,23 +39,6 @@ _TOP_KEYS = {"name", "train", "stages"}
 # Recipe and stage names become folder names (runs/slim/<name>, NN_<name>) and report rows.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _RESERVED_STAGE_NAMES = {"original"}  # the report's row of the input model
-_MAX_VALUE_CHARS = 200
-
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 80
-_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
-_REPR.maxlevel = 3
-
-
-def _cut(text: str, limit: int = _MAX_VALUE_CHARS) -> str:
-    """``text`` on one line, at most ``limit`` characters."""
-    text = " ".join(text.split()) if "\n" in text else text
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def short_repr(value: Any) -> str:
-    """``repr(value)`` cut to a length that fits in a one-line error message (at most 200 characters)."""
-    return _cut(_REPR.repr(value))
 
 
 class _NoAliasSafeLoader(yaml.SafeLoader):
