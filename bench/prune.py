@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "global_pruning": True,
         "round_to": 8,
         "max_layer_ratio": 0.75,
+        "allocation": "macs",
     },
-    "uniform-l2": {"method": "channel", "importance": "l2", "global_pruning": False},
+    "uniform-l2": {"method": "channel", "importance": "l2", "global_pruning": False, "allocation": "macs"},
 }
 
 
@@ -114,7 +116,8 @@ def run_setting(
 
     pm = get_plugin_manager()
     stage = {"type": "prune", "target_macs": TARGET_MACS, **options} if options else {"type": "finetune"}
-    recipe = parse_recipe({"name": name, "train": train, "stages": [{**stage, "epochs": epochs}]}, pm.stage_types())
+    plain = re.sub(r"[^A-Za-z0-9_-]", "-", name)  # a recipe name is a plain name ('original+ft' -> 'original-ft')
+    recipe = parse_recipe({"name": plain, "train": train, "stages": [{**stage, "epochs": epochs}]}, pm.stage_types())
     run_dir = work / name
     ctx = SlimContext(run_dir=run_dir.resolve(), data=str(data.resolve()), imgsz=imgsz, plugins=pm)
     st = recipe.stages[0]

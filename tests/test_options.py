@@ -154,7 +154,7 @@ def test_stage_command_help_shows_defaults_ranges_and_the_training_words():
     out = " ".join(r.stdout.split())
     assert (
         "--max-layer-ratio MAX_LAYER_RATIO channel: no layer loses more than this fraction of its channels "
-        "(default 0.9; (0, 1))" in out
+        "(default 0.75; (0, 1))" in out
     )
     assert "--finetune-epochs N fine-tuning epochs after pruning (per round with iterative_steps) (default 10)" in out
     assert "key=value" in out and "inherited from the checkpoint" in out
@@ -192,7 +192,7 @@ def test_a_stage_that_does_not_train_refuses_training_words(tiny_ckpt, tiny_data
 def test_plugins_verbose_lists_every_option_with_type_default_and_range():
     r = run_main("plugins", "--verbose")
     assert r.returncode == 0
-    assert "max_layer_ratio (float, 0.9; (0, 1)): channel: no layer loses more than this fraction" in r.stdout
+    assert "max_layer_ratio (float, 0.75; (0, 1)): channel: no layer loses more than this fraction" in r.stdout
     assert "teacher (str, required): teacher checkpoint" in r.stdout
     assert (
         "epochs (3; CLI --qat-epochs): quantization-aware training epochs (mode qat only); trains with "

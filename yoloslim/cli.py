@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -165,6 +166,27 @@ def _parser() -> argparse.ArgumentParser:
         help="format option for the export plugin, repeatable (e.g. dynamic=true, batch=4, opset=17)",
     )
 
+    pr = sub.add_parser(
+        "profile",
+        parents=common,
+        help="where a model's time goes: time per block in ONNX Runtime beside its MACs",
+        description="Export checkpoints (or take .onnx files) and profile them with ONNX Runtime's profiler: "
+        "time per block, share of the pass and MACs per block, one column group per model.",
+    )
+    pr.add_argument(
+        "models", nargs="+", help="checkpoints (.pt, exported first) or .onnx files; the first is the reference"
+    )
+    pr.add_argument("--imgsz", type=int, default=640, help="image size (default 640, the deployment size)")
+    pr.add_argument(
+        "--format",
+        default="onnx",
+        help="export format of checkpoints: onnx (FP32, default) or onnx-int8 (the quantize stage's PTQ; needs --data)",
+    )
+    pr.add_argument("--data", help="dataset YAML (calibration images for --format onnx-int8)")
+    pr.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    pr.add_argument("--runs", type=int, default=20, help="profiled passes per model (default 20)")
+    pr.add_argument("--out", help="also write the report here (.md), with its JSON beside it (.json)")
+
     pl = sub.add_parser(
         "plugins",
         help="list loaded plugins, their package, version, hooks and stage types",
@@ -277,7 +299,7 @@ def _train_epilog(st: Any) -> str:
 
 
 EXIT_TARGET_MISSED = 3  # the run finished and wrote its outputs, but a target it was given (e.g. a budget) was missed
-_BUILTIN_COMMANDS = {"compress", "measure", "bench", "export", "plugins"}
+_BUILTIN_COMMANDS = {"compress", "measure", "bench", "export", "plugins", "profile"}
 
 
 def _cmd_stage(a: argparse.Namespace) -> int:
@@ -411,6 +433,25 @@ def _cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_profile(a: argparse.Namespace) -> int:
+    from yoloslim.files import atomic_write_json, atomic_write_text
+    from yoloslim.outputs import check_output_file
+    from yoloslim.profiling import profile_models, profile_report
+
+    inputs = [*a.models, *([a.data] if a.data else [])]
+    if a.out:
+        check_output_file(a.out, inputs)
+        check_output_file(Path(a.out).with_suffix(".json"), inputs)
+    profiles = profile_models(a.models, imgsz=a.imgsz, fmt=a.format, data=a.data, threads=a.threads, runs=a.runs)
+    md, js = profile_report(profiles, a.format)
+    print(md, end="")
+    if a.out:
+        atomic_write_text(a.out, md)
+        atomic_write_json(Path(a.out).with_suffix(".json"), js)
+        print(f"profile: {a.out}  {Path(a.out).with_suffix('.json')}")
+    return 0
+
+
 def _cmd_plugins(a: argparse.Namespace) -> int:
     from yoloslim.options import describe_stage_type, markdown_reference
     from yoloslim.plugins import get_plugin_manager
@@ -463,6 +504,7 @@ def _run(argv: list[str]) -> int:
             "bench": _cmd_bench,
             "export": _cmd_export,
             "plugins": _cmd_plugins,
+            "profile": _cmd_profile,
         }
         handler = handlers.get(args.command, _cmd_stage)
         try:

@@ -89,6 +89,8 @@ def prune_channels(
     prune_head: bool = True,
     imgsz: int = 320,
     gradients: Callable[[nn.Module], None] | None = None,
+    module_ms: dict[str, float] | None = None,
+    choose_ratio: Callable[[Callable[[float], nn.Module]], float] | None = None,
 ) -> nn.Module:
     """Remove whole channels of an Ultralytics detection model, in place.
 
@@ -104,6 +106,11 @@ def prune_channels(
         prune_head: Prune the inner channels of Detect's branches (prediction convs and DFL always stay intact).
         imgsz: Image size the MACs are counted at.
         gradients: Called with the model to fill parameter gradients (for ``taylor``).
+        module_ms: Measured milliseconds per module name of this (prunable) model in the deployment runtime: each
+            group's importance is divided by the time one of its channels costs (latency-aware allocation; needs
+            ``global_pruning``). See :mod:`yoloslim_prune.latency`.
+        choose_ratio: Instead of ``ratio`` or ``target_macs``: called with ``pruned(r)`` (a pruned copy of the model
+            at ratio ``r``), returns the ratio to apply (e.g. a latency budget search).
 
     Returns:
         The same model object, pruned, in eval mode.
@@ -114,8 +121,10 @@ def prune_channels(
     """
     import torch_pruning as tp
 
-    if (ratio is None) == (target_macs is None):
-        raise RecipeError("channel pruning needs exactly one of 'ratio' and 'target_macs'")
+    if sum(x is not None for x in (ratio, target_macs, choose_ratio)) != 1:
+        raise RecipeError("channel pruning needs exactly one of 'ratio', 'target_macs' and a latency budget")
+    if module_ms is not None and not global_pruning:
+        raise RecipeError("latency-aware allocation ranks channels across layers; set global_pruning true")
     if ratio is not None and not 0.0 <= ratio < 1.0:
         raise RecipeError(f"ratio must be in [0, 1), got {ratio}")
     if target_macs is not None and not 0.0 < target_macs <= 1.0:
@@ -134,7 +143,21 @@ def prune_channels(
         gradients(model)
 
     def prune(net: nn.Module, r: float) -> nn.Module:
-        if r > 0:
+        if r > 0 and module_ms is not None:
+            from .latency import prune_by_latency
+
+            prune_by_latency(
+                net,
+                torch.zeros(1, 3, size, size),
+                make_importance(importance),
+                module_ms,
+                r,
+                max_layer_ratio,
+                round_to,
+                prune_ignored_layers(net, prune_head),
+                raw_head_outputs,
+            )
+        elif r > 0:
             pruner = tp.pruner.MetaPruner(
                 net,
                 torch.zeros(1, 3, size, size),
@@ -149,11 +172,14 @@ def prune_channels(
             pruner.step()
         return net
 
-    def trial(r: float) -> float:
+    def pruned(r: float) -> nn.Module:
         net = copy.deepcopy(model)
         for src, dst in zip(model.parameters(), net.parameters()):  # deepcopy drops .grad, which taylor reads
             dst.grad = None if src.grad is None else src.grad.clone()
-        return gflops(prune(net, r), size) / before
+        return prune(net, r)
+
+    def trial(r: float) -> float:
+        return gflops(pruned(r), size) / before
 
     if target_macs is not None:
         ratio = _search_ratio(trial, target_macs, max_layer_ratio)
@@ -162,6 +188,8 @@ def prune_channels(
                 f"target_macs {target_macs} is not reachable with max_layer_ratio {max_layer_ratio}; "
                 "raise max_layer_ratio or target_macs"
             )
+    if choose_ratio is not None:
+        ratio = choose_ratio(pruned)
     prune(model, ratio)
     after = gflops(model, size)
     for p in model.parameters():
@@ -170,9 +198,10 @@ def prune_channels(
         if isinstance(module, DFL):
             module.conv.requires_grad_(False)
     LOGGER.info(
-        "channel pruning (%s%s): GFLOPs %.3f -> %.3f (%.1f%%) at %d px",
+        "channel pruning (%s%s%s): GFLOPs %.3f -> %.3f (%.1f%%) at %d px",
         importance,
         ", global" if global_pruning else "",
+        ", latency-aware" if module_ms is not None else "",
         before,
         after,
         100 * after / before,

@@ -58,6 +58,10 @@ def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
         return
     where = f"stage '{stage.name}'"
     opts = stage.options
+    if opts.measures_latency:
+        from .latency import check_latency_stage
+
+        check_latency_stage(opts, ctx, where)
     if not opts.needs_data:
         return
     if ctx.data is None:
@@ -170,9 +174,20 @@ def yoloslim_train_end(trainer: Any, ctx: Any) -> None:
 
 @hookimpl
 def yoloslim_report_columns(measurement: Any, ctx: Any) -> dict[str, Any] | None:
-    """Sparsity, dense and zipped size of every row, once a magnitude stage ran."""
-    if not (ctx.state.get(_KEY) or {}).get("sparse"):
-        return None
-    from .storage import storage_stats
+    """Sparsity, dense and zipped size of every row, once a magnitude stage ran; a latency budget on its stage's row.
 
-    return storage_stats(measurement.path)
+    A budget row gets ``budget ms`` and ``pruned at ms`` (what the search measured in the stage's runtime, size and
+    threads when it chose the model); the report's own latency column is the independent measurement.
+    """
+    state = ctx.state.get(_KEY) or {}
+    columns: dict[str, Any] = {}
+    budget = (state.get("latency") or {}).get("budget")
+    if budget and measurement.stage == state["latency"].get("stage"):
+        lat = state["latency"]
+        columns["budget ms"] = f"{budget['target_ms']:.2f} ({lat['runtime']}, {lat['imgsz']} px)"
+        columns["pruned at ms"] = round(budget["measured_ms"], 2)
+    if state.get("sparse"):
+        from .storage import storage_stats
+
+        columns.update(storage_stats(measurement.path))
+    return columns or None

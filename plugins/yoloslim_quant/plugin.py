@@ -9,10 +9,14 @@
 - ``yoloslim_model_to_save`` strips the fake quantizers from every checkpoint QAT writes (a plain Ultralytics
   checkpoint carrying the learned ranges), so ``best.pt`` loads anywhere.
 - ``yoloslim_report_columns`` adds ``precision`` and ``float layers`` to rows of quantized files.
+- ``yoloslim_export`` writes the format ``onnx-int8``: the ``quantize`` stage's default PTQ (INT8, cpu target),
+  so that whatever exports a model to measure it (``yoloslim profile``, a pruning stage's latency budget) can ask
+  for the INT8 file the recipe's quantize stage would write.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,8 @@ from torch import nn
 from yoloslim import DataError, ExportError, StageType, hookimpl
 
 from .options import STAGE_TYPE
+
+INT8_FORMAT = "onnx-int8"
 
 # Precisions that calibrate activation ranges on dataset images (weight_only and fp16 read no image).
 CALIBRATED = ("int8", "w8a16")
@@ -65,6 +71,41 @@ def yoloslim_build_artifact(checkpoint: Path, stage: Any, ctx: Any) -> Path | No
     opts = stage.options
     out = ctx.stage_dir / f"{stage.name}.onnx"
     return quantize_checkpoint(checkpoint, out, opts, ctx, stage=stage, workdir=ctx.stage_dir / "work")
+
+
+@hookimpl
+def yoloslim_export_formats() -> list[str]:
+    """``onnx-int8``: the quantize stage's static INT8 PTQ as an export format."""
+    return [INT8_FORMAT]
+
+
+@hookimpl
+def yoloslim_export(checkpoint: Path, fmt: str, out: Path, options: dict[str, Any], ctx: Any) -> Path | None:
+    """Write ``onnx-int8``: the quantize stage's PTQ with its defaults, calibrated on ``ctx.data``.
+
+    Options: ``imgsz`` and any ``quantize`` stage option (``calib_images``, ``calib_split``, ``target``, ...), as in a
+    recipe. Intermediate files go to a temporary folder beside ``out``.
+    """
+    if fmt != INT8_FORMAT:
+        return None
+    import dataclasses
+    import shutil
+    import tempfile
+
+    from .quantizer import quantize_checkpoint
+
+    options = dict(options)
+    imgsz = int(options.pop("imgsz", ctx.imgsz))
+    opts = STAGE_TYPE.parse({"mode": "ptq", "precision": "int8", **options}, 0, f"format '{INT8_FORMAT}'")
+    if ctx.data is None:
+        raise DataError(f"format '{INT8_FORMAT}' calibrates on dataset images; pass --data")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".int8-{os.getpid()}-", dir=out.parent))
+    try:
+        return quantize_checkpoint(checkpoint, out, opts, dataclasses.replace(ctx, imgsz=imgsz), workdir=work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @hookimpl

@@ -98,6 +98,12 @@ def onnx_counts(path: str | Path, imgsz: int) -> tuple[int, float]:
     Raises:
         ModelError: If the file cannot be read as ONNX, or its input is fixed to another size or batch.
     """
+    params, per_node = _onnx_graph_counts(path, imgsz)
+    return params, 2 * sum(per_node.values()) / 1e9
+
+
+def _onnx_graph_counts(path: str | Path, imgsz: int) -> tuple[int, dict[str, int]]:
+    """:func:`onnx_counts`' walk: parameters, and multiply-accumulates by node name."""
     import onnx
 
     path = Path(path)
@@ -161,7 +167,7 @@ def onnx_counts(path: str | Path, imgsz: int) -> tuple[int, float]:
 
     counted: set[str] = set()
     params = 0
-    macs = 0
+    per_node: dict[str, int] = {}
     unknown = 0
     for node in graph.node:
         inputs = _WEIGHT_INPUTS.get(node.op_type) or _NORM_INPUTS.get(node.op_type)
@@ -179,10 +185,19 @@ def onnx_counts(path: str | Path, imgsz: int) -> tuple[int, float]:
         if node_macs is None:
             unknown += 1
         else:
-            macs += node_macs
+            per_node[node.name] = per_node.get(node.name, 0) + node_macs
     if unknown:
         LOGGER.warning("%s: shapes of %d compute nodes could not be inferred; GFLOPs is a lower bound", path, unknown)
-    return params, 2 * macs / 1e9
+    return params, per_node
+
+
+def onnx_node_macs(path: str | Path, imgsz: int) -> dict[str, int]:
+    """Multiply-accumulates of every compute node of an ONNX graph at batch 1 and ``imgsz``, by node name.
+
+    The nodes and shapes are :func:`onnx_counts`' (its GFLOPs are 2 x the sum of these). Used to put MACs beside
+    measured time per block (:mod:`~yoloslim.measurement.profile`).
+    """
+    return _onnx_graph_counts(path, imgsz)[1]
 
 
 def _shape_inputs(node: Any) -> list[str]:

@@ -1,0 +1,258 @@
+"""Latency benchmark: compression that buys wall-clock time, measured like for like (issue 14).
+
+Jobs (each skipped when its output exists, so they can run in parallel background processes, then be measured once
+on a quiet machine):
+
+- ``control``: the unpruned bundled student fine-tuned with the same budget as the pruned one;
+- ``lat-pruned``: latency-aware channel pruning of the student to ``--prune-target`` of its FP32 ONNX latency at
+  640 px (2 threads), Taylor importance, then the same fine-tune;
+- ``recipe``: ``recipes/cpu-5x.yaml`` (latency-aware prune to a budget measured on the INT8 file, distill, INT8 PTQ);
+- ``budget``: ``--target-latency`` set to 0.4x the original's FP32 ONNX latency (ms), pruned without fine-tuning,
+  then measured independently;
+- ``yolo11``: the official YOLO11n pruned to 0.5x of its FP32 ONNX latency at 640 (data-free L2 importance, no
+  fine-tuning), with its profile before and after.
+
+``--measure`` then measures every row with the one harness: mAP50-95 on the test split at the training size (256),
+and latency at 640 px, ONNX Runtime CPU, 2 threads, batch 1, every model interleaved in one run; FP32 ONNX for the
+float rows, INT8 ONNX (the quantize stage's PTQ at 640) for the INT8 rows.
+
+Run: ``.venv/bin/python bench/latency.py --job control`` (etc.), then ``nice``-free ``--measure`` on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from runner import ROOT, STUDENT, WORK, bundled_data, export_onnx, measure_rows, setup_logging, write_results
+
+LOGGER = logging.getLogger("yoloslim.bench.latency")
+NAME = "latency"
+EPOCHS = 15  # fine-tune budget: 17% of the student's 90 training epochs (at most 30% allowed)
+LATENCY_IMGSZ = 640
+TRAIN_IMGSZ = 256
+YOLO11 = ROOT / "weights" / "official" / "yolo11n.pt"
+REAL = ROOT / "datasets" / "real" / "real.yaml"
+TARGETS = {"pruned_latency": 0.55, "pruned_map": 0.97, "recipe_speedup": 5.0, "recipe_map_drop": 1.0, "budget": 0.10}
+
+
+def _ctx(data: Path, imgsz: int, run_dir: Path, model: Path | None = None) -> Any:
+    from yoloslim.context import SlimContext
+    from yoloslim.plugins import get_plugin_manager
+
+    return SlimContext(
+        run_dir=run_dir.resolve(),
+        data=str(data.resolve()),
+        imgsz=imgsz,
+        plugins=get_plugin_manager(),
+        model=str(model) if model else None,
+    )
+
+
+def run_prune(name: str, options: dict[str, Any], model: Path, data: Path, imgsz: int, epochs: int) -> Path:
+    """One ``prune`` stage (or ``finetune`` for empty ``options``) as a run would run it; returns its checkpoint."""
+    from prune import finetune_args
+
+    from yoloslim.pipeline import run_stage
+    from yoloslim.plugins import get_plugin_manager
+    from yoloslim.recipe import parse_recipe
+
+    pm = get_plugin_manager()
+    stage = {"type": "prune", **options} if options else {"type": "finetune"}
+    recipe = parse_recipe(
+        {"name": name, "train": finetune_args(STUDENT) if epochs else {}, "stages": [{**stage, "epochs": epochs}]},
+        pm.stage_types(),
+    )
+    run_dir = WORK / NAME / name
+    ctx = _ctx(data, imgsz, run_dir, model)
+    st = recipe.stages[0]
+    ctx.stage, ctx.stage_dir = st, run_dir / f"01_{name}"
+    pm.call("yoloslim_check_stage", stage=st, ctx=ctx)
+    t0 = time.time()
+    out = run_stage(st, model, ctx)
+    info = {"seconds": round(time.time() - t0, 1), "latency": (ctx.state.get("prune") or {}).get("latency")}
+    (run_dir / "job.json").write_text(json.dumps(info, indent=1, default=str))
+    return out
+
+
+def output(name: str) -> Path:
+    """Where a job leaves its result."""
+    if name == "recipe":
+        return WORK / NAME / "recipe" / "run"
+    stem = "finetune" if name == "control" else "prune"
+    return WORK / NAME / name / f"01_{name}" / f"{stem}.pt"
+
+
+def original_fp32_ms(data: Path) -> float:
+    """The student's FP32 ONNX latency at 640 px, 2 threads (for the budget job's absolute target)."""
+    from yoloslim import model_input, time_onnx
+
+    onnx = export_onnx(STUDENT, LATENCY_IMGSZ, WORK / NAME / "exports")
+    return time_onnx([onnx], model_input(LATENCY_IMGSZ), threads=2, warmup=10, runs=60)[0]
+
+
+def job(name: str, a: argparse.Namespace) -> None:
+    """Run one job unless its output exists."""
+    data = bundled_data("full")
+    if output(name).exists():
+        LOGGER.info("%s: done already (%s)", name, output(name))
+        return
+    if name == "control":
+        run_prune("control", {}, STUDENT, data, TRAIN_IMGSZ, EPOCHS)
+    elif name == "lat-pruned":
+        opts = {"method": "channel", "importance": "taylor", "target_latency": f"{a.prune_target}x"}
+        run_prune("lat-pruned", {**opts, "latency_imgsz": LATENCY_IMGSZ}, STUDENT, data, TRAIN_IMGSZ, EPOCHS)
+    elif name == "budget":
+        target = 0.4 * original_fp32_ms(data)
+        LOGGER.info("budget: 0.4 x the original's FP32 ONNX latency = %.2f ms", target)
+        opts = {"method": "channel", "importance": "taylor", "target_latency_ms": round(target, 3)}
+        run_prune("budget", {**opts, "latency_imgsz": LATENCY_IMGSZ}, STUDENT, data, TRAIN_IMGSZ, 0)
+        meta = json.loads((WORK / NAME / "budget" / "job.json").read_text())
+        meta["target_ms"] = target
+        (WORK / NAME / "budget" / "job.json").write_text(json.dumps(meta, indent=1, default=str))
+    elif name == "yolo11":
+        opts = {"method": "channel", "importance": "l2", "target_latency": "0.5x", "latency_imgsz": LATENCY_IMGSZ}
+        run_prune("yolo11", opts, YOLO11, REAL, LATENCY_IMGSZ, 0)
+    elif name == "recipe":
+        from yoloslim.pipeline import compress
+
+        out = output("recipe")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        compress(STUDENT, data, ROOT / "recipes" / "cpu-5x.yaml", out=out, imgsz=TRAIN_IMGSZ, runs=20)
+        (out.parent / "job.json").write_text(json.dumps({"seconds": round(time.time() - t0, 1)}))
+    else:
+        raise SystemExit(f"unknown job {name}")
+
+
+def _int8(checkpoint: Path, data: Path, out: Path) -> Path:
+    from yoloslim.context import SlimContext
+
+    if not out.exists():
+        SlimContext(imgsz=LATENCY_IMGSZ, data=str(data)).export(checkpoint, "onnx-int8", out, imgsz=LATENCY_IMGSZ)
+    return out
+
+
+def measure(a: argparse.Namespace) -> None:
+    """Measure every finished job's row in one run and write bench/results/latency.{json,md}."""
+    from yoloslim import model_input
+    from yoloslim.measurement.profile import format_profiles, profile_onnx
+
+    data = bundled_data("full")
+    exports = WORK / NAME / "exports"
+    recipe_dir = output("recipe")
+    distilled = next(iter(sorted(recipe_dir.glob("*distill*/distill.pt"))), None)
+    recipe_int8_256 = next(iter(sorted(recipe_dir.glob("*quantize*/quantize.onnx"))), None)
+    pt_rows = [("original", STUDENT)] + [
+        (n, output(n)) for n in ("control", "lat-pruned", "budget") if output(n).exists()
+    ]
+    if distilled:
+        pt_rows.append(("recipe (distilled, FP32)", distilled))
+    acc_rows = [r for r in pt_rows if r[0] != "budget"]
+    if recipe_int8_256:
+        acc_rows.append(("recipe (INT8)", recipe_int8_256))
+    acc = measure_rows(acc_rows, data, imgsz=TRAIN_IMGSZ, split="test", latency=False)
+    lat_rows = [(f"{n} FP32", export_onnx(p, LATENCY_IMGSZ, exports)) for n, p in pt_rows]
+    lat_rows.append(("original INT8", _int8(STUDENT, data, exports / "original_int8_640.onnx")))
+    if distilled:
+        lat_rows.append(("recipe INT8", _int8(distilled, data, exports / "recipe_int8_640.onnx")))
+    from runner import load_average
+
+    load_before = load_average()
+    lat = measure_rows(lat_rows, None, imgsz=LATENCY_IMGSZ, accuracy=False, threads=2, runs=a.runs, warmup=20)
+    sections = {f"accuracy on test @ {TRAIN_IMGSZ}": acc, f"ONNX latency @ {LATENCY_IMGSZ}, 2 threads": lat}
+    A = {m.name: m for m in acc}
+    L = {m.name: m for m in lat}
+    base_ms = L["original FP32"].latency_p50_ms
+    base_map = A["original"].map50_95
+    notes = [f"load average before timing: {load_before}; after: {load_average()}"]
+    if "lat-pruned" in A:
+        lr = L["lat-pruned FP32"].latency_p50_ms / base_ms
+        mr = A["lat-pruned"].map50_95 / base_map
+        macs = A["lat-pruned"].gflops / A["original"].gflops
+        ok = lr <= TARGETS["pruned_latency"] and mr >= TARGETS["pruned_map"]
+        notes.append(
+            f"lat-pruned: FP32 ONNX latency {lr:.3f}x (target <= {TARGETS['pruned_latency']}), GFLOPs {macs:.3f}x, "
+            f"mAP50-95 {A['lat-pruned'].map50_95:.4f} = {mr:.3f}x of the original (target >= 0.97) after "
+            f"{EPOCHS} fine-tune epochs: {'MET' if ok else 'MISSED'}"
+        )
+    if "control" in A:
+        notes.append(
+            f"control (unpruned, same {EPOCHS} epochs): mAP50-95 {A['control'].map50_95:.4f} "
+            f"({A['control'].map50_95 / base_map:.3f}x of the original)"
+        )
+    if distilled and "recipe INT8" in L:
+        speed = base_ms / L["recipe INT8"].latency_p50_ms
+        drop = 100 * (base_map - A["recipe (INT8)"].map50_95) if "recipe (INT8)" in A else float("nan")
+        ok = speed >= TARGETS["recipe_speedup"] and drop <= TARGETS["recipe_map_drop"]
+        notes.append(
+            f"recipe (prune -> distill -> INT8): {speed:.2f}x faster than the original's FP32 ONNX (target >= 5x; "
+            f"original INT8 alone: {base_ms / L['original INT8'].latency_p50_ms:.2f}x), mAP50-95 drop "
+            f"{drop:.2f} points at {TRAIN_IMGSZ} (target <= 1.0): {'MET' if ok else 'MISSED'}"
+        )
+    budget_json = WORK / NAME / "budget" / "job.json"
+    if "budget FP32" in L and budget_json.exists():
+        info = json.loads(budget_json.read_text())
+        target = info["target_ms"]
+        got = L["budget FP32"].latency_p50_ms
+        search = (info.get("latency") or {}).get("budget") or {}
+        notes.append(
+            f"budget: --target-latency {target:.2f} ms (0.4x of {base_ms:.2f} ms measured when the job ran); the "
+            f"search measured {search.get('measured_ms', float('nan')):.2f} ms; measured here independently "
+            f"{got:.2f} ms = {got / target:.3f}x the budget (target within +-10%): "
+            f"{'MET' if abs(got / target - 1) <= TARGETS['budget'] else 'MISSED'}"
+        )
+    profiles = None
+    if output("yolo11").exists():
+        y_rows = [
+            ("yolo11n FP32", export_onnx(YOLO11, LATENCY_IMGSZ, exports)),
+            ("yolo11n pruned 0.5x FP32", export_onnx(output("yolo11"), LATENCY_IMGSZ, exports)),
+        ]
+        ylat = measure_rows(y_rows, None, imgsz=LATENCY_IMGSZ, accuracy=False, threads=2, runs=a.runs, warmup=20)
+        sections[f"official YOLO11n, FP32 ONNX latency @ {LATENCY_IMGSZ}, 2 threads"] = ylat
+        ratio = ylat[1].latency_p50_ms / ylat[0].latency_p50_ms
+        notes.append(
+            f"yolo11n: latency-aware pruning to 0.5x measured {ratio:.3f}x FP32 ONNX latency "
+            f"(GFLOPs {ylat[1].gflops / ylat[0].gflops:.3f}x), no fine-tuning (latency only)"
+        )
+        x = model_input(LATENCY_IMGSZ)
+        profiles = [(n, profile_onnx(p, x, threads=2, runs=20)) for n, p in y_rows]
+    meta = {
+        "student": STUDENT.name,
+        "fine-tune epochs": EPOCHS,
+        "prune target": f"{a.prune_target}x FP32 ONNX latency",
+        "recipe": "recipes/cpu-5x.yaml",
+    }
+    js, md = write_results(NAME, sections, meta, notes)
+    if profiles:
+        text = md.read_text(encoding="utf-8")
+        text += "\n## YOLO11n profile before and after (ONNX Runtime profiler, FP32, 640 px, 2 threads)\n\n"
+        text += format_profiles(profiles)
+        md.write_text(text, encoding="utf-8")
+        payload = json.loads(js.read_text())
+        payload["yolo11n_profiles"] = {n: p.to_dict() for n, p in profiles}
+        js.write_text(json.dumps(payload, indent=1))
+    print(md.read_text())
+
+
+def main() -> None:
+    """Run one job or the measurement."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--job", choices=["control", "lat-pruned", "recipe", "budget", "yolo11"], action="append")
+    ap.add_argument("--measure", action="store_true", help="measure every finished job (on a quiet machine)")
+    ap.add_argument("--prune-target", type=float, default=0.52, help="lat-pruned: fraction of FP32 ONNX latency")
+    ap.add_argument("--runs", type=int, default=100, help="timed runs per model")
+    a = ap.parse_args()
+    setup_logging()
+    for name in a.job or []:
+        job(name, a)
+    if a.measure:
+        measure(a)
+
+
+if __name__ == "__main__":
+    main()
