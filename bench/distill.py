@@ -74,7 +74,7 @@ PRUNE = {
     "global_pruning": True,
     "round_to": 8,
     "max_layer_ratio": 0.75,
-    "allocation": "macs",
+    "allocation": "torch-pruning",
 }  # recipes/demo.yaml's prune stage
 PRUNED_LR0 = 0.0005  # as the demo recipe: the pruned student starts from trained weights
 

@@ -46,9 +46,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "global_pruning": True,
         "round_to": 8,
         "max_layer_ratio": 0.75,
-        "allocation": "macs",
+        "allocation": "torch-pruning",
     },
-    "uniform-l2": {"method": "channel", "importance": "l2", "global_pruning": False, "allocation": "macs"},
+    "uniform-l2": {"method": "channel", "importance": "l2", "global_pruning": False, "allocation": "torch-pruning"},
 }
 
 

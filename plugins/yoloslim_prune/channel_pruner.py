@@ -90,6 +90,7 @@ def prune_channels(
     imgsz: int = 320,
     gradients: Callable[[nn.Module], None] | None = None,
     module_ms: dict[str, float] | None = None,
+    capped: bool = False,
     choose_ratio: Callable[[Callable[[float], nn.Module]], float] | None = None,
 ) -> nn.Module:
     """Remove whole channels of an Ultralytics detection model, in place.
@@ -109,6 +110,8 @@ def prune_channels(
         module_ms: Measured milliseconds per module name of this (prunable) model in the deployment runtime: each
             group's importance is divided by the time one of its channels costs (latency-aware allocation; needs
             ``global_pruning``). See :mod:`yoloslim_prune.latency`.
+        capped: Rank globally with yoloslim's allocator (every group capped at ``max_layer_ratio``, widths rounded to
+            ``round_to``) instead of Torch-Pruning's; implied by ``module_ms``.
         choose_ratio: Instead of ``ratio`` or ``target_macs``: called with ``pruned(r)`` (a pruned copy of the model
             at ratio ``r``), returns the ratio to apply (e.g. a latency budget search).
 
@@ -123,8 +126,9 @@ def prune_channels(
 
     if sum(x is not None for x in (ratio, target_macs, choose_ratio)) != 1:
         raise RecipeError("channel pruning needs exactly one of 'ratio', 'target_macs' and a latency budget")
-    if module_ms is not None and not global_pruning:
-        raise RecipeError("latency-aware allocation ranks channels across layers; set global_pruning true")
+    capped = capped or module_ms is not None
+    if capped and not global_pruning:
+        raise RecipeError("capped/latency-aware allocation ranks channels across layers; set global_pruning true")
     if ratio is not None and not 0.0 <= ratio < 1.0:
         raise RecipeError(f"ratio must be in [0, 1), got {ratio}")
     if target_macs is not None and not 0.0 < target_macs <= 1.0:
@@ -143,7 +147,7 @@ def prune_channels(
         gradients(model)
 
     def prune(net: nn.Module, r: float) -> nn.Module:
-        if r > 0 and module_ms is not None:
+        if r > 0 and capped:
             from .latency import prune_by_latency
 
             prune_by_latency(
@@ -201,7 +205,7 @@ def prune_channels(
         "channel pruning (%s%s%s): GFLOPs %.3f -> %.3f (%.1f%%) at %d px",
         importance,
         ", global" if global_pruning else "",
-        ", latency-aware" if module_ms is not None else "",
+        ", latency-aware" if module_ms is not None else ", capped" if capped else "",
         before,
         after,
         100 * after / before,

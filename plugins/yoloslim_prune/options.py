@@ -8,7 +8,7 @@ from typing import Any
 from yoloslim import StageType, option
 
 METHODS = ("magnitude", "channel", "depth")
-ALLOCATIONS = ("latency", "macs")
+ALLOCATIONS = ("importance", "latency", "torch-pruning")
 _LATENCY_KEYS = ("runtime", "latency_imgsz", "latency_threads", "latency_tolerance")
 IMPORTANCE_CHOICES = ("l1", "l2", "bn", "taylor", "loss")
 DEFAULT_RATIO = 0.5
@@ -56,8 +56,9 @@ class PruneOptions:
     )
     allocation: str | None = option(
         None,
-        help="channel: latency (rank channels by importance per measured millisecond in 'runtime') or macs "
-        "(importance alone); default latency when a plugin exports 'runtime', else macs",
+        help="channel: importance (one global ranking, every layer capped at max_layer_ratio and rounded to round_to; "
+        "the default), latency (importance per millisecond measured in 'runtime') or torch-pruning (Torch-Pruning's "
+        "own ranking; the default without global_pruning)",
         choices=ALLOCATIONS,
     )
     importance: str | None = option(
@@ -124,12 +125,13 @@ class PruneOptions:
         if method == "channel":
             if self.target_latency is not None and self.iterative_steps > 1:
                 raise ValueError("a latency budget is met in one pruning round; remove iterative_steps")
-            if self.allocation == "latency" and not self.global_pruning:
+            if self.allocation in ("importance", "latency") and not self.global_pruning:
                 raise ValueError(
-                    "allocation 'latency' ranks channels across layers; set global_pruning true, or allocation macs"
+                    f"allocation '{self.allocation}' ranks channels across layers; set global_pruning true, or "
+                    "allocation torch-pruning"
                 )
-            if self.allocation is None and not self.global_pruning:
-                object.__setattr__(self, "allocation", "macs")
+            if self.allocation is None:
+                object.__setattr__(self, "allocation", "importance" if self.global_pruning else "torch-pruning")
             if importance == "loss":
                 raise ValueError("importance 'loss' is for method 'depth'; use l1, l2, bn or taylor")
             return importance or "l2"
@@ -152,12 +154,6 @@ class PruneOptions:
     def measures_latency(self) -> bool:
         """Whether the stage must export and time the model (latency allocation asked for, or a latency budget)."""
         return self.method == "channel" and (self.allocation == "latency" or self.target_latency is not None)
-
-    def latency_allocation(self, formats: list[str] | None) -> bool:
-        """Whether channels are allocated by measured latency, given the formats the loaded plugins export."""
-        if self.method != "channel" or self.allocation == "macs":
-            return False
-        return self.allocation == "latency" or formats is None or self.runtime in formats
 
     def budget_ms(self, reference_ms: float) -> float | None:
         """The latency budget in milliseconds for a model that runs in ``reference_ms``, or None without a budget."""

@@ -33,9 +33,7 @@ def prune_once(
     """
     if opts.method == "channel":
         module_ms = choose = timer = None
-        allocate = opts.latency_allocation(ctx.get_plugins().export_formats() if ctx is not None else [])
-        if not allocate and opts.allocation is None and opts.method == "channel":
-            LOGGER.warning("no loaded plugin exports '%s': channels are allocated by importance alone", opts.runtime)
+        allocate = opts.allocation == "latency"
         if allocate or opts.target_latency is not None:
             from yoloslim import make_prunable
 
@@ -78,6 +76,7 @@ def prune_once(
                 imgsz=imgsz,
                 gradients=(lambda m: accumulate_gradients(m, batches)) if batches else None,
                 module_ms=module_ms,
+                capped=opts.allocation in ("importance", "latency"),
                 choose_ratio=choose,
             )
         finally:
