@@ -215,6 +215,17 @@ def measure(a: argparse.Namespace) -> None:
             f"{got:.2f} ms = {got / target:.3f}x the budget (target within +-10%): "
             f"{'MET' if abs(got / target - 1) <= TARGETS['budget'] else 'MISSED'}"
         )
+    x = model_input(LATENCY_IMGSZ)
+    extra_profiles = {}
+    L_paths = dict(lat_rows)
+    if "lat-pruned FP32" in L_paths:
+        extra_profiles["bundled student, FP32: original vs lat-pruned"] = [
+            (n, profile_onnx(L_paths[n], x, threads=2, runs=30)) for n in ("original FP32", "lat-pruned FP32")
+        ]
+    if "recipe INT8" in L_paths:
+        extra_profiles["bundled student, INT8: original vs the recipe's"] = [
+            (n, profile_onnx(L_paths[n], x, threads=2, runs=30)) for n in ("original INT8", "recipe INT8")
+        ]
     profiles = None
     if output("yolo11").exists():
         y_rows = [
@@ -228,8 +239,7 @@ def measure(a: argparse.Namespace) -> None:
             f"yolo11n: latency-aware pruning to 0.5x measured {ratio:.3f}x FP32 ONNX latency "
             f"(GFLOPs {ylat[1].gflops / ylat[0].gflops:.3f}x), no fine-tuning (latency only)"
         )
-        x = model_input(LATENCY_IMGSZ)
-        profiles = [(n, profile_onnx(p, x, threads=2, runs=20)) for n, p in y_rows]
+        profiles = [(n, profile_onnx(p, x, threads=2, runs=30)) for n, p in y_rows]
     meta = {
         "student": STUDENT.name,
         "fine-tune epochs": EPOCHS,
@@ -237,6 +247,13 @@ def measure(a: argparse.Namespace) -> None:
         "recipe": "recipes/cpu-5x.yaml",
     }
     js, md = write_results(NAME, sections, meta, notes)
+    for title, pair in extra_profiles.items():
+        text = md.read_text(encoding="utf-8")
+        text += f"\n## Profile, {title} (ONNX Runtime profiler, 640 px, 2 threads)\n\n" + format_profiles(pair)
+        md.write_text(text, encoding="utf-8")
+        payload = json.loads(js.read_text())
+        payload.setdefault("profiles", {})[title] = {n: p.to_dict() for n, p in pair}
+        js.write_text(json.dumps(payload, indent=1))
     if profiles:
         text = md.read_text(encoding="utf-8")
         text += "\n## YOLO11n profile before and after (ONNX Runtime profiler, FP32, 640 px, 2 threads)\n\n"
