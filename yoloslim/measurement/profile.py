@@ -26,8 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from yoloslim.errors import ModelError
-
 _BLOCK = re.compile(r"^/?model\.(\d+)(?:/|$)")
 _HEAD_BRANCHES = ("cv2", "cv3", "cv4", "one2one_cv2", "one2one_cv3", "one2one_cv4")
 _LAYOUT_OPS = {"ReorderInput", "ReorderOutput"}
@@ -200,25 +198,12 @@ def profile_onnx(
     Raises:
         ModelError: If ONNX Runtime cannot open the file.
     """
-    import onnxruntime as ort
+    from yoloslim.measurement.runtimes import onnx_session
 
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="yoloslim-profile-") as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the harness times
-        options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(tmp, "ort")
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise ModelError(f"{path}: ONNX Runtime cannot open it ({type(e).__name__}: {e}); export it again") from e
-        graph_input = session.get_inputs()[0]
-        dtype = np.float16 if graph_input.type == "tensor(float16)" else np.float32
-        feed = {graph_input.name: x.astype(dtype, copy=False)}
+        session, name, dtype = onnx_session(path, threads, profile_prefix=os.path.join(tmp, "ort"))
+        feed = {name: x.astype(dtype, copy=False)}
         for _ in range(warmup + runs):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
