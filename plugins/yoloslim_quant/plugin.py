@@ -48,6 +48,8 @@ def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
     where = f"stage '{stage.name}'"
     opts = stage.options
     formats = ctx.get_plugins().export_formats()
+    if formats is not None:
+        formats = [f for f in formats if f != INT8_FORMAT]  # this plugin's own format starts from 'onnx' too
     if formats is not None and "onnx" not in formats:
         raise ExportError(
             f"{where}: quantization starts from an ONNX export of the model, but no loaded plugin "
