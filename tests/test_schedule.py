@@ -76,3 +76,38 @@ def test_default_fine_tuning_keeps_a_tiny_models_val_loss_from_exploding(tmp_pat
     # The default moves the model no further than a learning rate of ~0 does; Ultralytics' own defaults move it away.
     assert val_loss(default) <= 1.05 * val_loss(still)
     assert val_loss(hot) > val_loss(default)
+
+
+def test_a_restart_starts_at_the_checkpoints_own_learning_rate():
+    args = {"optimizer": "AdamW", "lr0": 1e-4, "lrf": 0.01}
+    assert resumed_schedule(args, n_train=200, nc=80, restart=True) == {"warmup_epochs": 0.0, "lr0": 1e-4}
+    auto = {"optimizer": "auto", "lr0": 0.01, "lrf": 0.01, "epochs": 600, "batch": 128, "data": "coco.yaml"}
+    got = resumed_schedule(auto, n_train=200, nc=80, restart=True)
+    assert got == {"warmup_epochs": 0.0, "optimizer": "SGD", "momentum": 0.9, "lr0": 0.01}
+
+
+def test_a_prune_stage_fine_tunes_from_the_restarted_schedule_unless_told_otherwise(tmp_path, tiny_data, tiny_ckpt):
+    from yoloslim import load_checkpoint
+
+    _, ckpt = load_checkpoint(tiny_ckpt)
+    own = ckpt["train_args"]
+    pm = get_plugin_manager()
+    assert pm.stage_types()["prune"].schedule == "restart" and pm.stage_types()["finetune"].schedule == "resume"
+
+    def pruned_args(name: str, train: dict) -> dict:
+        raw = {"type": "prune", "method": "channel", "ratio": 0.2, "importance": "l2", "epochs": 1, "train": train}
+        stage = parse_recipe({"stages": [raw]}, pm.stage_types()).stages[0]
+        assert stage.schedule == "restart" and stage.to_dict()["schedule"] == "restart"
+        ctx = SlimContext(
+            run_dir=tmp_path, data=str(tiny_data), imgsz=64, stage=stage, stage_dir=tmp_path / name, plugins=pm
+        )
+        run_stage(stage, tiny_ckpt, ctx)
+        (run,) = (tmp_path / name).rglob("args.yaml")
+        return yaml.safe_load(run.read_text())
+
+    common = {"batch": 8, "amp": False, "workers": 0, "plots": False}
+    args = pruned_args("restart", common)
+    assert args["warmup_epochs"] == 0.0
+    assert args["lr0"] == pytest.approx(resumed_schedule(own, 32, 8, restart=True)["lr0"])
+    assert args["lr0"] == pytest.approx(own["lr0"]) != pytest.approx(own["lr0"] * own["lrf"])
+    assert pruned_args("given", {**common, "lr0": 3e-4})["lr0"] == pytest.approx(3e-4)  # the recipe's wins

@@ -294,6 +294,10 @@ def _train_epilog(st: Any) -> str:
             + ", ".join(f"{k}={v}" for k, v in st.train_defaults.items())
             + " unless you set them; "
         )
+    else:
+        from yoloslim.options import schedule_text
+
+        lines.append(f"its learning rate {schedule_text(st)} unless you set lr0 or optimizer; ")
     lines.append("any Ultralytics training argument may follow as key=value (see 'yolo cfg').")
     return "".join(lines)
 

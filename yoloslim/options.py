@@ -329,6 +329,13 @@ def _constraint(spec: OptionSpec) -> str:
     return spec.range_text()
 
 
+def schedule_text(st: Any) -> str:
+    """Where a training stage type's default learning rate starts on the checkpoint's schedule, in words."""
+    if getattr(st, "schedule", "resume") == "restart":
+        return "starts at the checkpoint's own lr0 (a restart: the model must relearn), without warm-up"
+    return "continues at the checkpoint's final learning rate (its lr0 x lrf), without warm-up"
+
+
 def describe_stage_type(st: Any) -> list[str]:
     """Lines describing a stage type's options for ``yoloslim plugins --verbose`` (one option per line)."""
     lines = [f"{st.name}: {st.help}" if st.help else st.name]
@@ -336,7 +343,7 @@ def describe_stage_type(st: Any) -> list[str]:
         defaults = ", ".join(f"{k}={v}" for k, v in st.train_defaults.items())
         lines.append(
             f"  epochs ({st.default_epochs}; CLI --{st.epochs_flag}): {st.epochs_help}"
-            + (f"; trains with {defaults} unless set" if defaults else "")
+            + (f"; trains with {defaults} unless set" if defaults else f"; {schedule_text(st)} unless set")
         )
     for name, spec in option_specs(st.options).items():
         rule = _constraint(spec)
@@ -366,7 +373,11 @@ def markdown_reference(stage_types: Mapping[str, Any]) -> str:
                 f"Trains: `epochs` (default {st.default_epochs}; `--{st.epochs_flag}` on the command line): "
                 f"{st.epochs_help}. Takes a `train` block in recipes and Ultralytics training arguments as "
                 "`key=value` on the command line"
-                + (f"; trains with {defaults} unless they are set." if defaults else "."),
+                + (
+                    f"; trains with {defaults} unless they are set."
+                    if defaults
+                    else f"; {schedule_text(st)}, unless `lr0` or `optimizer` are set."
+                ),
                 "",
             ]
         specs = option_specs(st.options)

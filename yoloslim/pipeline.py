@@ -138,7 +138,7 @@ _AUTO_ITERATIONS = 10000
 _COCO_TRAIN_IMAGES = 118287  # the official checkpoints' train_args name coco.yaml: their own training set's size
 
 
-def resumed_schedule(train_args: dict[str, Any] | None, n_train: int, nc: int) -> dict[str, Any]:
+def resumed_schedule(train_args: dict[str, Any] | None, n_train: int, nc: int, restart: bool = False) -> dict[str, Any]:
     """Training arguments that continue where the checkpoint's own schedule ended: every stage's default.
 
     A trained model fine-tuned at Ultralytics' defaults (``lr0=0.01``, 3 warm-up epochs with a bias learning rate of
@@ -153,6 +153,8 @@ def resumed_schedule(train_args: dict[str, Any] | None, n_train: int, nc: int) -
         train_args: The checkpoint's ``train_args``.
         n_train: Training images of the fine-tuning dataset.
         nc: Number of classes.
+        restart: Start at the checkpoint's ``lr0`` (the start of its last schedule) instead of where it ended: for
+            stages whose model must relearn (pruning: a stage type with ``schedule="restart"``).
 
     Returns:
         ``{"warmup_epochs": 0.0, "lr0": ..., ["optimizer": ..., "momentum": ...]}``; only the warm-up when the
@@ -174,7 +176,7 @@ def resumed_schedule(train_args: dict[str, Any] | None, n_train: int, nc: int) -
         else:
             out.update(optimizer="AdamW", momentum=0.9)
             lr0 = round(0.002 * 5 / (4 + nc), 6)
-    out["lr0"] = float(lr0) * float(lrf)
+    out["lr0"] = float(lr0) if restart else float(lr0) * float(lrf)
     return out
 
 
@@ -204,7 +206,8 @@ def finetune(
 
     inherited = {k: v for k, v in (train_args or {}).items() if k in INHERITED_TRAIN_ARGS and v is not None}
     data = check_dataset(ctx.data)
-    schedule = resumed_schedule(train_args, len(split_images(data, "train")), len(data["names"]))
+    restart = getattr(stage, "schedule", "resume") == "restart"
+    schedule = resumed_schedule(train_args, len(split_images(data, "train")), len(data["names"]), restart)
     if {"optimizer", "lr0"} & set(stage.train):  # a learning rate chosen for another optimizer would not fit
         schedule = {k: v for k, v in schedule.items() if k not in ("optimizer", "lr0", "momentum")}
     overrides = {

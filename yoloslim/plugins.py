@@ -217,6 +217,11 @@ class PluginManager:
                 f"plugin '{plugin}': stage type '{st.name}': train_defaults must be a mapping of "
                 f"Ultralytics training arguments, got {short_repr(st.train_defaults)}"
             )
+        if st.schedule not in ("resume", "restart"):
+            raise PluginError(
+                f"plugin '{plugin}': stage type '{st.name}': schedule must be 'resume' or 'restart', got "
+                f"{short_repr(st.schedule)}"
+            )
         return dataclasses.replace(st, plugin=plugin)
 
     def info(self) -> list[PluginInfo]:

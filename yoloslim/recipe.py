@@ -107,6 +107,12 @@ class StageType:
             line sets them (e.g. ``{"lr0": 1e-5, "warmup_epochs": 0}`` for quantization-aware training). They override
             what the stage inherits from the checkpoint's own training (batch, optimizer, augmentation).
         produces: ``"model"`` (a checkpoint) or ``"artifact"`` (a file from ``yoloslim_build_artifact``).
+        schedule: Where the stage's default learning rate sits on the checkpoint's own schedule
+            (:func:`yoloslim.pipeline.resumed_schedule`): ``"resume"`` continues where it ended (its ``lr0 x lrf``),
+            for stages that keep the model close to what it learned (fine-tuning, distillation, QAT);
+            ``"restart"`` starts at its ``lr0`` again, for stages that change the model so much it must relearn
+            (pruning). Either way without warm-up, and only while the recipe and the command line set neither
+            ``lr0`` nor ``optimizer``.
         help: One line describing the stage.
         epochs_flag: Name of the epochs flag of the stage's own CLI subcommand (e.g. ``finetune-epochs``).
         epochs_help: Help of that flag (what the epochs are for in this stage).
@@ -119,6 +125,7 @@ class StageType:
     default_epochs: int = 0
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
     produces: str = "model"
+    schedule: str = "resume"
     help: str = ""
     epochs_flag: str = "epochs"
     epochs_help: str = "fine-tuning epochs"
@@ -156,6 +163,7 @@ class Stage:
         train: Ultralytics train arguments for this stage: the stage type's ``train_defaults``, then the recipe's
             top-level ``train``, then the stage's own ``train`` (and ``key=value`` on the command line).
         produces: ``"model"`` or ``"artifact"``.
+        schedule: The stage type's ``schedule`` (``"resume"`` or ``"restart"``).
     """
 
     index: int
@@ -165,6 +173,7 @@ class Stage:
     epochs: int = 0
     train: dict[str, Any] = field(default_factory=dict)
     produces: str = "model"
+    schedule: str = "resume"
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serializable form (written to reports; used to rebuild the stage inside DDP ranks)."""
@@ -176,6 +185,7 @@ class Stage:
             "epochs": self.epochs,
             "train": self.train,
             "produces": self.produces,
+            "schedule": self.schedule,
         }
 
     @classmethod
@@ -410,7 +420,7 @@ def parse_recipe(
                 "give each stage a different 'name:' so the report rows can be told apart"
             )
         seen[sname] = i
-        stages.append(Stage(i, stype, sname, options, epochs, train, st.produces))
+        stages.append(Stage(i, stype, sname, options, epochs, train, st.produces, st.schedule))
     return Recipe(path=path, name=name, stages=stages, train=recipe_train)
 
 

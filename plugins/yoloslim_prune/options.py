@@ -63,7 +63,8 @@ class PruneOptions:
     )
     importance: str | None = option(
         None,
-        help="ranking: l1, l2, bn, taylor (channel; default l2) or loss, l1, l2, bn (depth; default loss)",
+        help="ranking: l1, l2, bn, taylor (channel; default taylor: first-order loss change on a few training "
+        "batches) or loss, l1, l2, bn (depth; default loss)",
         choices=IMPORTANCE_CHOICES,
     )
     global_pruning: bool | None = option(
@@ -134,7 +135,7 @@ class PruneOptions:
                 object.__setattr__(self, "allocation", "importance" if self.global_pruning else "torch-pruning")
             if importance == "loss":
                 raise ValueError("importance 'loss' is for method 'depth'; use l1, l2, bn or taylor")
-            return importance or "l2"
+            return importance or "taylor"
         only(("global_pruning", "round_to", "max_layer_ratio", "prune_head", "allocation", *_LATENCY_KEYS), "'channel'")
         if self.target_latency is not None:
             raise ValueError("a latency budget needs method 'channel'; use target_macs with method 'depth'")
@@ -213,6 +214,7 @@ STAGE_TYPE = StageType(
     options=PruneOptions,
     accepts_training=True,
     default_epochs=10,
+    schedule="restart",  # a pruned model must relearn: its fine-tuning starts at the checkpoint's own lr0
     epochs_flag="finetune-epochs",
     epochs_help="fine-tuning epochs after pruning (per round with iterative_steps)",
     help="prune the model (unstructured magnitude, dependency-aware channels, or whole blocks), then fine-tune",

@@ -116,8 +116,10 @@ def test_budget_on_a_tiny_model_lands_within_the_budget(tiny_ckpt: Path, tiny_da
     model, _ = load_checkpoint(tiny_ckpt)
     model = model.float()
     opts = STAGE_TYPE.parse(
-        {"method": "channel", "target_latency": "0.7x", "latency_imgsz": 256, "latency_threads": 1}, 0, "test"
-    )
+        {"method": "channel", "importance": "l2", "target_latency": "0.7x", "latency_imgsz": 256, "latency_threads": 1},
+        0,
+        "test",
+    )  # l2: data-free, as prune_once gets no calibration batches here
     ctx = SlimContext(imgsz=64, data=str(tiny_data))
     prune_once(model, opts, None, None, 64, None, ctx)
     budget = ctx.state["prune"]["latency"]["budget"]

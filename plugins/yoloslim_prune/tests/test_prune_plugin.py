@@ -85,7 +85,7 @@ def test_ratio_and_target_macs_together_are_a_recipe_error():
     assert STAGE_TYPE.parse({"method": "magnitude", "schedule": "2,4"}, 4).schedule == (2, 4)
     assert STAGE_TYPE.parse({"method": "magnitude", "schedule": [2, 4]}, 4).schedule == (2, 4)
     opts = STAGE_TYPE.parse({})
-    assert (opts.method, opts.ratio, opts.importance) == ("channel", 0.5, "l2")  # the values the stage uses
+    assert (opts.method, opts.ratio, opts.importance) == ("channel", 0.5, "taylor")  # the values the stage uses
     assert STAGE_TYPE.parse({"target_macs": 0.5}).ratio is None
     assert STAGE_TYPE.parse({"method": "depth"}).importance == "loss"
 

@@ -1,0 +1,390 @@
+"""Recovery benchmark (issue 13): default fine-tuning, distillation on the pruned student, label-free recovery.
+
+Jobs (each skipped when its output exists, so they can run in background processes and be measured once):
+
+- ``defaults``: what a user gets from ``yoloslim prune|distill|finetune`` with no training arguments on the bundled
+  student, 2 epochs (``--finetune-epochs 2`` / ``--epochs 2``), seeds 0 and 1 (``seed=1`` is the one training
+  argument given, for the spread). The prune command removes 20 % of the MACs (``--target-macs 0.8``): the point is
+  the schedule, and a pruned model that must relearn more than 2 epochs allow would measure the pruning amount;
+- ``lf-prune``: the official YOLO11n, latency-aware channel pruning to 0.5x of its FP32 ONNX latency at 640 px
+  (ONNX Runtime CPU, 2 threads; Taylor importance on the pseudo-labels), no fine-tuning;
+- ``lf-distill`` / ``lf-finetune``: that pruned model recovered *label-free* on frames 0-1199 of the street film
+  (``--frames`` sampled, labelled by the FP32 original at conf 0.25, cached in ``runs/pseudo/``): distillation from
+  the original (``teacher: original``: logit, ld, cwd on top of the pseudo-label loss) versus plain fine-tuning on
+  the same pseudo-labels, equal epochs and training arguments, per seed.
+
+``--measure`` scores every row with the one harness and writes ``bench/results/recovery.{json,md}``: test mAP50-95
+of the ``defaults`` rows against the original; for the label-free rows, *agreement* with the original's FP32 ONNX
+(mAP50-95 and F1@0.5 against its detections, conf 0.25) on each held-out real scene (``datasets/real/heldout``:
+the street film's frames 1200-1799, which no training frame comes from, the cyclists clip and photos) and FP32 ONNX
+latency at 640 px, 2 threads, interleaved with the original's. The distillation sweep on the pruned student (item 2)
+is ``bench/distill.py``'s (``bench/results/recovery-distill.md``); its rows are carried into this file's tables.
+
+Run: ``make real`` first; ``.venv/bin/python bench/recovery.py --job lf-prune`` (alone: it times candidates), then
+``--job lf-distill --job lf-finetune --seeds 0 1`` and ``--job defaults`` (any load), then ``--measure`` on a quiet
+machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from runner import ROOT, STUDENT, TEACHER, WORK, bundled_data, export_onnx, measure_rows, setup_logging, write_results
+
+LOGGER = logging.getLogger("yoloslim.bench.recovery")
+NAME = "recovery"
+YOLO11 = ROOT / "weights" / "official" / "yolo11n.pt"
+REAL = ROOT / "datasets" / "real"
+STREET = REAL / "videos" / "street.mp4"
+IMGSZ = 640
+TRAIN_RANGE = (0, 1200)  # frames 1200-1799 are datasets/real/heldout/street_late
+DEFAULT_EPOCHS = 2
+TARGETS = {"defaults": 0.97, "lf_f1": 0.90, "lf_map": 0.75, "lf_latency": 0.55}
+
+
+def lf_train_args(seed: int) -> dict[str, Any]:
+    """Training arguments of both label-free rows: AdamW at 5e-4 (the pruned model must relearn), as item 2's sweep."""
+    return {
+        "optimizer": "AdamW",
+        "lr0": 5e-4,
+        "warmup_epochs": 1,
+        "cos_lr": True,
+        "batch": 16,
+        "workers": 0,
+        "plots": False,
+        "seed": seed,
+        "deterministic": False,
+    }
+
+
+def pseudo_data(frames: int) -> Path:
+    """The street film's frames 0-1199, ``frames`` of them, labelled by the FP32 original (cached)."""
+    from yoloslim.footage import FootageOptions, pseudo_labelled_dataset
+
+    opts = FootageOptions(frames=frames, first=TRAIN_RANGE[0], last=TRAIN_RANGE[1])
+    return pseudo_labelled_dataset(STREET, YOLO11, IMGSZ, opts)
+
+
+def run_one_stage(name: str, stage: dict[str, Any], model: Path, data: Path, train: dict[str, Any]) -> Path:
+    """One recipe stage as a run would run it (checked first); returns its checkpoint."""
+    from yoloslim.context import SlimContext
+    from yoloslim.pipeline import run_stage
+    from yoloslim.plugins import get_plugin_manager
+    from yoloslim.recipe import parse_recipe
+
+    pm = get_plugin_manager()
+    recipe = parse_recipe({"name": name, "train": train, "stages": [stage]}, pm.stage_types())
+    run_dir = (WORK / NAME / name).resolve()
+    ctx = SlimContext(run_dir=run_dir, data=str(data.resolve()), imgsz=IMGSZ, plugins=pm, model=str(YOLO11))
+    st = recipe.stages[0]
+    ctx.stage, ctx.stage_dir = st, run_dir / f"01_{stage['type']}"
+    pm.call("yoloslim_check_stage", stage=st, ctx=ctx)
+    t0 = time.time()
+    out = run_stage(st, model, ctx)
+    info = {"seconds": round(time.time() - t0, 1), "latency": (ctx.state.get("prune") or {}).get("latency")}
+    (run_dir / "job.json").write_text(json.dumps(info, indent=1, default=str))
+    return out
+
+
+def lf_output(name: str) -> Path:
+    """Checkpoint a label-free job leaves (``name``: lf-prune, lf-distill-s0, lf-finetune-s1, ...)."""
+    stem = name.split("-")[1]
+    return WORK / NAME / name / f"01_{stem}" / f"{stem}.pt"
+
+
+def defaults_output(command: str, seed: int) -> Path:
+    """Checkpoint a ``defaults`` command leaves."""
+    return WORK / NAME / "defaults" / f"{command}-s{seed}.pt"
+
+
+def run_defaults(seeds: list[int]) -> None:
+    """The three stage commands as a user types them (2 epochs), through the installed CLI, once per seed."""
+    data = bundled_data("full")
+    cli = Path(sys.executable).with_name("yoloslim")
+    extra = {
+        "prune": ["--target-macs", "0.8", "--finetune-epochs", str(DEFAULT_EPOCHS)],
+        "distill": ["--teacher", str(TEACHER), "--epochs", str(DEFAULT_EPOCHS)],
+        "finetune": ["--epochs", str(DEFAULT_EPOCHS)],
+    }
+    for seed in seeds:
+        for command, flags in extra.items():
+            out = defaults_output(command, seed)
+            if out.exists():
+                LOGGER.info("defaults %s seed %d: done already", command, seed)
+                continue
+            run_dir = WORK / NAME / "defaults" / f"{command}-s{seed}"
+            cmd = [str(cli), command, str(STUDENT), "--data", str(data), "--out", str(out), "--run-dir", str(run_dir)]
+            cmd += ["--runs", "5", *flags] + ([f"seed={seed}"] if seed else [])
+            LOGGER.info("%s", " ".join(cmd))
+            t0 = time.time()
+            subprocess.run(cmd, check=True, env={**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0"})
+            (run_dir / "job.json").write_text(json.dumps({"seconds": round(time.time() - t0, 1), "cmd": cmd}))
+
+
+def job(name: str, a: argparse.Namespace) -> None:
+    """Run one job (every seed of it) unless its outputs exist."""
+    if name == "defaults":
+        run_defaults(a.seeds)
+        return
+    data = pseudo_data(a.frames)
+    if name == "lf-prune":
+        if lf_output(name).exists():
+            LOGGER.info("lf-prune: done already")
+            return
+        stage = {
+            "type": "prune",
+            "method": "channel",
+            "importance": "taylor",
+            "target_latency": f"{a.latency_target}x",
+            "latency_imgsz": IMGSZ,
+            "epochs": 0,
+        }
+        run_one_stage(name, stage, YOLO11, data, {"workers": 0, "batch": 8})
+        return
+    pruned = lf_output("lf-prune")
+    if not pruned.exists():
+        raise SystemExit("run --job lf-prune first (alone: it times candidates)")
+    for seed in a.seeds:
+        run = f"{name}-s{seed}"
+        if lf_output(run).exists():
+            LOGGER.info("%s: done already", run)
+            continue
+        if name == "lf-distill":
+            stage = {"type": "distill", "teacher": str(YOLO11), "epochs": a.epochs}
+        elif name == "lf-finetune":
+            stage = {"type": "finetune", "epochs": a.epochs}
+        else:
+            raise SystemExit(f"unknown job {name}")
+        run_one_stage(run, stage, pruned, data, lf_train_args(seed))
+
+
+def _seconds_per_epoch(run: str) -> float | None:
+    """Mean wall seconds per training epoch of a job, from Ultralytics' results.csv (train + val of the epoch)."""
+    import csv
+
+    csvs = sorted((WORK / NAME / run).rglob("results.csv"))
+    if not csvs:
+        return None
+    rows = list(csv.DictReader(csvs[-1].open()))
+    times = [float(r["time"]) for r in rows if r.get("time")]
+    return times[-1] / len(times) if times else None
+
+
+def _spread(values: list[float]) -> str:
+    """``mean ± half-range`` of per-seed values."""
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.4f} (1 seed)"
+    return f"{mean:.4f} ± {(max(values) - min(values)) / 2:.4f}"
+
+
+def scene_agreement(rows: list[tuple[str, Path]], reference: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Agreement of each row with ``reference`` per held-out scene: ``{row: {scene: {map50_95, f1, images}}}``."""
+    import tempfile
+
+    import yaml
+
+    names = yaml.safe_load((REAL / "real.yaml").read_text())["names"]
+    out: dict[str, dict[str, dict[str, float]]] = {n: {} for n, _ in rows}
+    with tempfile.TemporaryDirectory(prefix="recovery-scene-") as tmp:
+        for scene in sorted(p.name for p in (REAL / "heldout").iterdir() if p.is_dir()):
+            data = Path(tmp) / f"{scene}.yaml"
+            data.write_text(
+                yaml.safe_dump({"path": str(REAL), "train": "pool", "val": f"heldout/{scene}", "names": names})
+            )
+            measured = measure_rows(
+                rows, data, imgsz=IMGSZ, split="val", accuracy=False, latency=False, reference=reference
+            )
+            for m in measured:
+                a = m.agreement
+                out[m.name][scene] = {"map50_95": round(a["map50_95"], 4), "f1": round(a["f1"], 4)}
+                out[m.name][scene]["images"] = a["images"]
+    return out
+
+
+def measure_defaults(seeds: list[int]) -> tuple[list[Any], list[str], dict[str, Any]]:
+    """Test mAP50-95 of the defaults rows and the original, with the verdict."""
+    rows = [("original", STUDENT)]
+    for command in ("prune", "distill", "finetune"):
+        rows += [(f"{command} s{s}", defaults_output(command, s)) for s in seeds]
+    rows = [(n, p) for n, p in rows if p.exists()]
+    for s in seeds:  # the same command before 'restart' and the taylor default (l2, the checkpoint's final lr 1e-6)
+        before = WORK / NAME / "defaults-v0" / f"prune-s{s}.pt"
+        if before.exists():
+            rows.append((f"prune before s{s}", before))
+    if len(rows) == 1:
+        return [], [], {}
+    acc = measure_rows(rows, bundled_data("full"), imgsz=256, split="test", latency=False)
+    by = {m.name: m.map50_95 for m in acc}
+    base = by["original"]
+    notes, summary = [], {}
+    for command in ("prune", "distill", "finetune", "prune before"):
+        vals = [by[f"{command} s{s}"] for s in seeds if f"{command} s{s}" in by]
+        if not vals:
+            continue
+        ratio = min(vals) / base
+        secs = [_seconds_per_epoch(f"defaults/{command}-s{s}") for s in seeds]
+        summary[command] = {"map50_95": vals, "worst_ratio": round(ratio, 4), "s_per_epoch": secs}
+        verdict = "MET" if ratio >= TARGETS["defaults"] else f"MISSED by {TARGETS['defaults'] - ratio:.3f}"
+        if command == "prune before":
+            notes.append(
+                f"before this change, `yoloslim prune` defaulted to l2 importance and fine-tuned at the checkpoint's "
+                f"final learning rate (AdamW 1e-6): test mAP50-95 {_spread(vals)} ({ratio:.3f}x), same command"
+            )
+            continue
+        notes.append(
+            f"defaults, `yoloslim {command}` (no training arguments, {DEFAULT_EPOCHS} epochs): test mAP50-95 "
+            f"{_spread(vals)} over seeds {seeds}; worst seed {ratio:.3f}x of the original {base:.4f} "
+            f"(target >= {TARGETS['defaults']}): {verdict}"
+        )
+    return acc, notes, summary
+
+
+def measure_label_free(a: argparse.Namespace) -> tuple[dict[str, list[Any]], list[str], dict[str, Any]]:
+    """Latency (FP32 ONNX, interleaved) and per-scene agreement of the label-free rows."""
+    from runner import load_average
+
+    pruned = lf_output("lf-prune")
+    if not pruned.exists():
+        return {}, [], {}
+    exports = WORK / NAME / "exports"
+    original_onnx = export_onnx(YOLO11, IMGSZ, exports)
+    pt_rows = [("pruned, not recovered", pruned)]
+    for kind in ("lf-distill", "lf-finetune"):
+        pt_rows += [(f"{kind} s{s}", lf_output(f"{kind}-s{s}")) for s in a.seeds if lf_output(f"{kind}-s{s}").exists()]
+    onnx_rows = [(n, export_onnx(p, IMGSZ, exports)) for n, p in pt_rows]
+    load_before = load_average()
+    lat = measure_rows(
+        [("yolo11n FP32", original_onnx), ("pruned FP32", onnx_rows[0][1])],
+        None,
+        imgsz=IMGSZ,
+        accuracy=False,
+        threads=2,
+        runs=a.runs,
+        warmup=20,
+    )
+    load_after = load_average()
+    ratio = lat[1].latency_p50_ms / lat[0].latency_p50_ms
+    by_scene = scene_agreement([("yolo11n FP32", original_onnx), *onnx_rows], original_onnx)
+    notes = [f"label-free latency: load average before {load_before}; after {load_after}"]
+    summary: dict[str, Any] = {"latency_ratio": round(ratio, 4), "by_scene": by_scene}
+    for kind in ("lf-distill", "lf-finetune"):
+        per = [by_scene[f"{kind} s{s}"]["street_late"] for s in a.seeds if f"{kind} s{s}" in by_scene]
+        if not per:
+            continue
+        f1 = [p["f1"] for p in per]
+        mp = [p["map50_95"] for p in per]
+        ok = min(f1) >= TARGETS["lf_f1"] and min(mp) >= TARGETS["lf_map"] and ratio <= TARGETS["lf_latency"]
+        summary[kind] = {"f1": f1, "map50_95": mp, "s_per_epoch": [_seconds_per_epoch(f"{kind}-s{s}") for s in a.seeds]}
+        notes.append(
+            f"label-free {kind} ({a.epochs} epochs on {a.frames} pseudo-labelled frames): agreement on the unseen "
+            f"street stretch F1@0.5 {_spread(f1)}, mAP50-95 {_spread(mp)} (targets >= {TARGETS['lf_f1']} / "
+            f">= {TARGETS['lf_map']}) at {ratio:.3f}x the original's FP32 ONNX latency (target <= "
+            f"{TARGETS['lf_latency']}): {'MET' if ok else 'MISSED'}"
+        )
+    notes += FINDINGS
+    return {f"official YOLO11n, FP32 ONNX latency @ {IMGSZ}, 2 threads": lat}, notes, summary
+
+
+# What the label-free rows above need to be read with (measured 2026-12-03 on this machine; see the closing note of
+# issue 13 for the commands): why both rows are far from the targets.
+FINDINGS = [
+    "label-free: one seed per row (seed 1 not run: each 10-epoch row took 22 min with two jobs sharing the 2 "
+    "cores, 120 optimizer steps); the gap to the targets (F1 0.09-0.20 vs 0.90) is far beyond any seed spread",
+    "label-free: the pruned YOLO11n starts at agreement 0.000 (no detection above conf 0.25): the official COCO nano "
+    "models collapse under channel removal without fine-tuning (YOLO11n, Taylor on the pseudo-labels, no "
+    "fine-tuning, agreement mAP50-95 on held-out sampled frames: 0.95x MACs 0.713, 0.9x 0.460, 0.8x 0.021; uniform "
+    "l2 at 0.8x: 0.000; YOLOv8n alike). A pruned model equals the original with the same channels zeroed (checked "
+    "group by group, max difference 4e-4 px): the sensitivity is the models', not a pruning bug",
+    "label-free: validation agreement (20 held-out sampled frames, pseudo-labels) per epoch: plain fine-tuning 0 for "
+    "5 epochs, then 0.009-0.088 (epochs 6-10); distillation peaked at 0.036 (epoch 6) and fell to 0.021: at AdamW 5e-4 "
+    "the distillation terms (kd_logit 37 x 0.5 against a detection loss of about 10) push the class scores of a "
+    "collapsed student down first; 120 steps cannot rebuild a model pruned to 24 % of its GFLOPs",
+]
+
+
+def format_scene_table(by_scene: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Markdown: agreement mAP50-95 / F1 of each row per held-out scene."""
+    scenes = sorted({s for per in by_scene.values() for s in per})
+    lines = ["| row | " + " | ".join(f"{s} mAP50-95 / F1" for s in scenes) + " |", "|---|" + "---|" * len(scenes)]
+    for row, per in by_scene.items():
+        cells = [f"{per[s]['map50_95']:.3f} / {per[s]['f1']:.3f}" if s in per else "-" for s in scenes]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def distill_sweep_table() -> str:
+    """Item 2's rows from bench/results/recovery-distill.md (bench/distill.py), carried over unchanged."""
+    md = ROOT / "bench" / "results" / "recovery-distill.md"
+    if not md.exists():
+        return ""
+    lines = md.read_text(encoding="utf-8").splitlines()
+    table = [ln for ln in lines if ln.startswith("|")]
+    return "\n".join(table[: len(table)]) + "\n"
+
+
+def measure(a: argparse.Namespace) -> None:
+    """Measure every finished job and write bench/results/recovery.{json,md}."""
+    acc, notes, defaults = measure_defaults(a.seeds)
+    sections = {"defaults: test mAP50-95 @ 256": acc} if acc else {}
+    lat, lf_notes, label_free = measure_label_free(a)
+    sections.update(lat)
+    notes += lf_notes
+    meta = {
+        "defaults": f"bundled student, {DEFAULT_EPOCHS} epochs, seeds {a.seeds}",
+        "label-free": f"official YOLO11n pruned to {a.latency_target}x FP32 ONNX latency at {IMGSZ}; "
+        f"{a.frames} frames of street.mp4 {TRAIN_RANGE[0]}-{TRAIN_RANGE[1] - 1}; {a.epochs} epochs; "
+        f"training arguments {lf_train_args(0)} (seed per row)",
+    }
+    js, md = write_results(NAME, sections, meta, notes)
+    text = md.read_text(encoding="utf-8")
+    payload = json.loads(js.read_text())
+    if label_free:
+        text += (
+            "\n## Label-free recovery: agreement with the FP32 original per held-out scene\n\n"
+            "Agreement, not accuracy: each row's mAP50-95 and F1@0.5 against the original's FP32 ONNX detections "
+            "(conf 0.25). street_late is frames 1200-1799 of the film the training frames (0-1199) come from; bikes "
+            "and photos are other scenes.\n\n" + format_scene_table(label_free["by_scene"])
+        )
+    sweep = distill_sweep_table()
+    if sweep:
+        text += (
+            "\n## Distillation on the 50%-MACs pruned student (item 2; bench/results/recovery-distill.md)\n\n" + sweep
+        )
+    payload["defaults_summary"] = defaults
+    payload["label_free"] = label_free
+    md.write_text(text, encoding="utf-8")
+    js.write_text(json.dumps(payload, indent=1))
+    print(text)
+
+
+def main() -> None:
+    """Run jobs or the measurement."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--job", choices=["defaults", "lf-prune", "lf-distill", "lf-finetune"], action="append")
+    ap.add_argument("--measure", action="store_true", help="measure every finished job (quiet machine)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--epochs", type=int, default=10, help="label-free recovery epochs")
+    ap.add_argument("--frames", type=int, default=200, help="frames sampled from the street film's 0-1199")
+    ap.add_argument("--latency-target", type=float, default=0.5, help="lf-prune budget, fraction of FP32 latency")
+    ap.add_argument("--runs", type=int, default=100, help="timed runs per model in --measure")
+    a = ap.parse_args()
+    setup_logging()
+    if not (a.job or a.measure):
+        ap.error("give --job NAME (repeatable) or --measure")
+    for name in a.job or []:
+        job(name, a)
+    if a.measure:
+        measure(a)
+
+
+if __name__ == "__main__":
+    main()
