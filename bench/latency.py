@@ -28,7 +28,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner import ROOT, STUDENT, WORK, bundled_data, export_onnx, measure_rows, setup_logging, write_results
+from runner import (
+    ROOT,
+    STUDENT,
+    WORK,
+    bundled_data,
+    export_onnx,
+    measure_rows,
+    run_stage_job,
+    setup_logging,
+    write_results,
+)
 
 LOGGER = logging.getLogger("yoloslim.bench.latency")
 NAME = "latency"
@@ -40,43 +50,13 @@ REAL = ROOT / "datasets" / "real" / "real.yaml"
 TARGETS = {"pruned_latency": 0.55, "pruned_map": 0.97, "recipe_speedup": 5.0, "recipe_map_drop": 1.0, "budget": 0.10}
 
 
-def _ctx(data: Path, imgsz: int, run_dir: Path, model: Path | None = None) -> Any:
-    from yoloslim.context import SlimContext
-    from yoloslim.plugins import get_plugin_manager
-
-    return SlimContext(
-        run_dir=run_dir.resolve(),
-        data=str(data.resolve()),
-        imgsz=imgsz,
-        plugins=get_plugin_manager(),
-        model=str(model) if model else None,
-    )
-
-
 def run_prune(name: str, options: dict[str, Any], model: Path, data: Path, imgsz: int, epochs: int) -> Path:
     """One ``prune`` stage (or ``finetune`` for empty ``options``) as a run would run it; returns its checkpoint."""
     from prune import finetune_args
 
-    from yoloslim.pipeline import run_stage
-    from yoloslim.plugins import get_plugin_manager
-    from yoloslim.recipe import parse_recipe
-
-    pm = get_plugin_manager()
     stage = {"type": "prune", **options} if options else {"type": "finetune"}
-    recipe = parse_recipe(
-        {"name": name, "train": finetune_args(STUDENT) if epochs else {}, "stages": [{**stage, "epochs": epochs}]},
-        pm.stage_types(),
-    )
-    run_dir = WORK / NAME / name
-    ctx = _ctx(data, imgsz, run_dir, model)
-    st = recipe.stages[0]
-    ctx.stage, ctx.stage_dir = st, run_dir / f"01_{name}"
-    pm.call("yoloslim_check_stage", stage=st, ctx=ctx)
-    t0 = time.time()
-    out = run_stage(st, model, ctx)
-    info = {"seconds": round(time.time() - t0, 1), "latency": (ctx.state.get("prune") or {}).get("latency")}
-    (run_dir / "job.json").write_text(json.dumps(info, indent=1, default=str))
-    return out
+    train = finetune_args(STUDENT) if epochs else {}
+    return run_stage_job(WORK / NAME / name, f"01_{name}", {**stage, "epochs": epochs}, model, data, imgsz, train)
 
 
 def output(name: str) -> Path:

@@ -37,7 +37,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner import ROOT, STUDENT, TEACHER, WORK, bundled_data, export_onnx, measure_rows, setup_logging, write_results
+from runner import (
+    ROOT,
+    STUDENT,
+    TEACHER,
+    WORK,
+    bundled_data,
+    export_onnx,
+    measure_rows,
+    run_stage_job,
+    setup_logging,
+    write_results,
+)
 
 LOGGER = logging.getLogger("yoloslim.bench.recovery")
 NAME = "recovery"
@@ -74,24 +85,8 @@ def pseudo_data(frames: int) -> Path:
 
 
 def run_one_stage(name: str, stage: dict[str, Any], model: Path, data: Path, train: dict[str, Any]) -> Path:
-    """One recipe stage as a run would run it (checked first); returns its checkpoint."""
-    from yoloslim.context import SlimContext
-    from yoloslim.pipeline import run_stage
-    from yoloslim.plugins import get_plugin_manager
-    from yoloslim.recipe import parse_recipe
-
-    pm = get_plugin_manager()
-    recipe = parse_recipe({"name": name, "train": train, "stages": [stage]}, pm.stage_types())
-    run_dir = (WORK / NAME / name).resolve()
-    ctx = SlimContext(run_dir=run_dir, data=str(data.resolve()), imgsz=IMGSZ, plugins=pm, model=str(YOLO11))
-    st = recipe.stages[0]
-    ctx.stage, ctx.stage_dir = st, run_dir / f"01_{stage['type']}"
-    pm.call("yoloslim_check_stage", stage=st, ctx=ctx)
-    t0 = time.time()
-    out = run_stage(st, model, ctx)
-    info = {"seconds": round(time.time() - t0, 1), "latency": (ctx.state.get("prune") or {}).get("latency")}
-    (run_dir / "job.json").write_text(json.dumps(info, indent=1, default=str))
-    return out
+    """One recipe stage of job ``name`` at 640 px (YOLO11n is the run's original); returns its checkpoint."""
+    return run_stage_job(WORK / NAME / name, f"01_{stage['type']}", stage, model, data, IMGSZ, train, YOLO11)
 
 
 def lf_output(name: str) -> Path:

@@ -62,6 +62,42 @@ def slim_context(data: Path, imgsz: int, run_dir: Path) -> SlimContext:
     )
 
 
+def run_stage_job(
+    run_dir: Path,
+    folder: str,
+    stage: dict[str, Any],
+    model: Path,
+    data: Path,
+    imgsz: int,
+    train: dict[str, Any],
+    original: Path | None = None,
+) -> Path:
+    """Run one recipe stage as a run would (checked first) in ``run_dir/folder``; returns its output.
+
+    ``run_dir/job.json`` records the seconds it took and, for a prune stage with a latency budget, the search.
+    ``original`` is the run's input checkpoint (what ``teacher: original`` names; default ``model``).
+    """
+    import json
+
+    from yoloslim.pipeline import run_stage
+    from yoloslim.recipe import parse_recipe
+
+    pm = get_plugin_manager()
+    recipe = parse_recipe({"name": run_dir.name, "train": train, "stages": [stage]}, pm.stage_types())
+    run_dir = run_dir.resolve()
+    ctx = SlimContext(
+        run_dir=run_dir, data=str(Path(data).resolve()), imgsz=imgsz, plugins=pm, model=str(original or model)
+    )
+    st = recipe.stages[0]
+    ctx.stage, ctx.stage_dir = st, run_dir / folder
+    pm.call("yoloslim_check_stage", stage=st, ctx=ctx)
+    t0 = time.time()
+    out = run_stage(st, model, ctx)
+    info = {"seconds": round(time.time() - t0, 1), "latency": (ctx.state.get("prune") or {}).get("latency")}
+    (run_dir / "job.json").write_text(json.dumps(info, indent=1, default=str))
+    return out
+
+
 def quant_options(**options: Any) -> Any:
     """Validated ``quantize`` stage options: the stage's defaults with ``options`` (``epochs`` for mode qat)."""
     from yoloslim_quant.options import STAGE_TYPE
