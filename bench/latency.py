@@ -31,6 +31,7 @@ from typing import Any
 from runner import (
     ROOT,
     STUDENT,
+    TEACHER,
     WORK,
     bundled_data,
     export_onnx,
@@ -43,6 +44,7 @@ from runner import (
 LOGGER = logging.getLogger("yoloslim.bench.latency")
 NAME = "latency"
 EPOCHS = 15  # fine-tune budget: 17% of the student's 90 training epochs (at most 30% allowed)
+MAX_EPOCHS = 27  # the whole allowed budget (30% of 90), for the lat-distill-27 job
 LATENCY_IMGSZ = 640
 TRAIN_IMGSZ = 256
 YOLO11 = ROOT / "weights" / "official" / "yolo11n.pt"
@@ -61,6 +63,8 @@ def run_prune(name: str, options: dict[str, Any], model: Path, data: Path, imgsz
 
 def output(name: str) -> Path:
     """Where a job leaves its result."""
+    if name == "lat-distill-27":
+        return WORK / NAME / name / "run" / "02_distill" / "distill.pt"
     if name == "recipe":
         return WORK / NAME / "recipe" / "run"
     stem = "finetune" if name == "control" else "prune"
@@ -103,6 +107,27 @@ def job(name: str, a: argparse.Namespace) -> None:
     elif name == "yolo11":
         opts = {"method": "channel", "importance": "l2", "target_latency": "0.5x", "latency_imgsz": LATENCY_IMGSZ}
         run_prune("yolo11", opts, YOLO11, REAL, LATENCY_IMGSZ, 0)
+    elif name == "lat-distill-27":
+        import yaml
+        from prune import finetune_args
+
+        from yoloslim.pipeline import compress
+
+        prune = {"type": "prune", "method": "channel", "importance": "taylor", "target_latency": f"{a.prune_target}x"}
+        recipe = {
+            "name": name,
+            "stages": [
+                {**prune, "latency_imgsz": LATENCY_IMGSZ, "epochs": 0},
+                {"type": "distill", "teacher": str(TEACHER), "method": "logit,ld,cwd", "epochs": MAX_EPOCHS},
+            ],
+            "train": finetune_args(STUDENT),  # lat-pruned's fine-tuning arguments: only epochs and the teacher differ
+        }
+        work = WORK / NAME / name
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+        t0 = time.time()
+        compress(STUDENT, data, work / "recipe.yaml", out=work / "run", imgsz=TRAIN_IMGSZ, runs=5)
+        (work / "job.json").write_text(json.dumps({"seconds": round(time.time() - t0, 1)}))
     elif name == "recipe":
         from yoloslim.pipeline import compress
 
@@ -245,10 +270,44 @@ def measure(a: argparse.Namespace) -> None:
     print(md.read_text())
 
 
+def measure_27(a: argparse.Namespace) -> None:
+    """The lat-distill-27 row against the original, in one run: bench/results/latency-27ep.{json,md}."""
+    from runner import load_average
+
+    data = bundled_data("full")
+    row = output("lat-distill-27")
+    if not row.exists():
+        raise SystemExit("run --job lat-distill-27 first")
+    exports = WORK / NAME / "exports"
+    acc = measure_rows([("original", STUDENT), ("lat-distill-27", row)], data, imgsz=TRAIN_IMGSZ, split="test")
+    load_before = load_average()
+    lat_rows = [("original FP32", export_onnx(STUDENT, LATENCY_IMGSZ, exports))]
+    lat_rows.append(("lat-distill-27 FP32", export_onnx(row, LATENCY_IMGSZ, exports)))
+    lat = measure_rows(lat_rows, None, imgsz=LATENCY_IMGSZ, accuracy=False, threads=2, runs=a.runs, warmup=20)
+    lr = lat[1].latency_p50_ms / lat[0].latency_p50_ms
+    mr = acc[1].map50_95 / acc[0].map50_95
+    ok = lr <= TARGETS["pruned_latency"] and mr >= TARGETS["pruned_map"]
+    notes = [
+        f"load average before timing: {load_before}; after: {load_average()}",
+        f"lat-distill-27: latency-aware pruning to {a.prune_target}x (Taylor), then {MAX_EPOCHS} epochs (30% of the "
+        f"student's 90) of distillation from the bundled YOLOv8s (logit,ld,cwd) with lat-pruned's fine-tuning "
+        f"arguments: FP32 ONNX latency {lr:.3f}x (target <= {TARGETS['pruned_latency']}), mAP50-95 "
+        f"{acc[1].map50_95:.4f} = {mr:.3f}x of the original (target >= {TARGETS['pruned_map']}): "
+        f"{'MET' if ok else 'MISSED'}; latency.md's lat-pruned row (15 epochs, no teacher) kept 0.902x",
+    ]
+    sections = {f"accuracy on test @ {TRAIN_IMGSZ}": acc, f"ONNX latency @ {LATENCY_IMGSZ}, 2 threads": lat}
+    meta = {"student": STUDENT.name, "epochs": MAX_EPOCHS, "prune target": f"{a.prune_target}x FP32 ONNX latency"}
+    _, md = write_results("latency-27ep", sections, meta, notes)
+    print(md.read_text())
+
+
 def main() -> None:
     """Run one job or the measurement."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--job", choices=["control", "lat-pruned", "recipe", "budget", "yolo11"], action="append")
+    ap.add_argument(
+        "--job", choices=["control", "lat-pruned", "recipe", "budget", "yolo11", "lat-distill-27"], action="append"
+    )
+    ap.add_argument("--measure-27", action="store_true", help="measure the lat-distill-27 row (quiet machine)")
     ap.add_argument("--measure", action="store_true", help="measure every finished job (on a quiet machine)")
     ap.add_argument("--prune-target", type=float, default=0.53, help="lat-pruned: fraction of FP32 ONNX latency")
     ap.add_argument("--runs", type=int, default=100, help="timed runs per model")
@@ -258,6 +317,8 @@ def main() -> None:
         job(name, a)
     if a.measure:
         measure(a)
+    if a.measure_27:
+        measure_27(a)
 
 
 if __name__ == "__main__":
