@@ -61,6 +61,16 @@ def run_prune(name: str, options: dict[str, Any], model: Path, data: Path, imgsz
     return run_stage_job(WORK / NAME / name, f"01_{name}", {**stage, "epochs": epochs}, model, data, imgsz, train)
 
 
+def compress_job(recipe: Path, data: Path, work: Path, runs: int) -> None:
+    """``compress`` the student with ``recipe`` into ``work/run`` at the training size; ``work/job.json``: seconds."""
+    from yoloslim.pipeline import compress
+
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    compress(STUDENT, data, recipe, out=work / "run", imgsz=TRAIN_IMGSZ, runs=runs)
+    (work / "job.json").write_text(json.dumps({"seconds": round(time.time() - t0, 1)}))
+
+
 def output(name: str) -> Path:
     """Where a job leaves its result."""
     if name == "lat-distill-27":
@@ -111,8 +121,6 @@ def job(name: str, a: argparse.Namespace) -> None:
         import yaml
         from prune import finetune_args
 
-        from yoloslim.pipeline import compress
-
         prune = {"type": "prune", "method": "channel", "importance": "taylor", "target_latency": f"{a.prune_target}x"}
         recipe = {
             "name": name,
@@ -125,17 +133,9 @@ def job(name: str, a: argparse.Namespace) -> None:
         work = WORK / NAME / name
         work.mkdir(parents=True, exist_ok=True)
         (work / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-        t0 = time.time()
-        compress(STUDENT, data, work / "recipe.yaml", out=work / "run", imgsz=TRAIN_IMGSZ, runs=5)
-        (work / "job.json").write_text(json.dumps({"seconds": round(time.time() - t0, 1)}))
+        compress_job(work / "recipe.yaml", data, work, runs=5)
     elif name == "recipe":
-        from yoloslim.pipeline import compress
-
-        out = output("recipe")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        t0 = time.time()
-        compress(STUDENT, data, ROOT / "recipes" / "cpu-5x.yaml", out=out, imgsz=TRAIN_IMGSZ, runs=20)
-        (out.parent / "job.json").write_text(json.dumps({"seconds": round(time.time() - t0, 1)}))
+        compress_job(ROOT / "recipes" / "cpu-5x.yaml", data, output("recipe").parent, runs=20)
     else:
         raise SystemExit(f"unknown job {name}")
 

@@ -35,6 +35,7 @@ from runner import (
     RESULTS,
     ROOT,
     WORK,
+    agreement_by_scene,
     load_average,
     measure_rows,
     quant_options,
@@ -168,40 +169,12 @@ def scene_agreement(files: dict[str, str]) -> dict[str, dict[str, dict[str, floa
     The pool is black-and-white street film and a car-phone clip; the scenes show whether calibration on it
     carries over to a later stretch of the same street, another street and colour photos.
     """
-    import tempfile
-
-    import yaml
-
     rows = [(row, Path(files[row])) for row in ORDER[1:] if row in files]
-    out: dict[str, dict[str, dict[str, float]]] = {row: {} for row, _ in rows}
+    out = agreement_by_scene(rows, Path(files["fp32"]), DATA, IMGSZ)
     out.update({row: {} for row in E2E_ORDER[1:] if row in files})
-    names = yaml.safe_load(DATA.read_text())["names"]
-    with tempfile.TemporaryDirectory(prefix="real-scene-") as tmp:
-        for scene in sorted(p.name for p in (DATA.parent / "heldout").iterdir() if p.is_dir()):
-            data = Path(tmp) / f"{scene}.yaml"
-            data.write_text(
-                yaml.safe_dump({"path": str(DATA.parent), "train": "pool", "val": f"heldout/{scene}", "names": names})
-            )
-            measured = measure_rows(
-                rows, data, imgsz=IMGSZ, split="val", accuracy=False, latency=False, reference=Path(files["fp32"])
-            )
-            if all(row in files for row in E2E_ORDER):
-                measured += measure_rows(
-                    [(row, Path(files[row])) for row in E2E_ORDER[1:]],
-                    data,
-                    imgsz=IMGSZ,
-                    split="val",
-                    accuracy=False,
-                    latency=False,
-                    reference=Path(files[E2E_ORDER[0]]),
-                )
-            for m in measured:
-                a = m.agreement
-                out[m.name][scene] = {
-                    "map50_95": round(a["map50_95"], 4),
-                    "f1": round(a["f1"], 4),
-                    "images": a["images"],
-                }
+    if all(row in files for row in E2E_ORDER):
+        e2e = [(row, Path(files[row])) for row in E2E_ORDER[1:]]
+        out.update(agreement_by_scene(e2e, Path(files[E2E_ORDER[0]]), DATA, IMGSZ))
     return out
 
 

@@ -42,6 +42,7 @@ from runner import (
     STUDENT,
     TEACHER,
     WORK,
+    agreement_by_scene,
     bundled_data,
     export_onnx,
     measure_rows,
@@ -181,30 +182,6 @@ def _spread(values: list[float]) -> str:
     return f"{mean:.4f} ± {(max(values) - min(values)) / 2:.4f}"
 
 
-def scene_agreement(rows: list[tuple[str, Path]], reference: Path) -> dict[str, dict[str, dict[str, float]]]:
-    """Agreement of each row with ``reference`` per held-out scene: ``{row: {scene: {map50_95, f1, images}}}``."""
-    import tempfile
-
-    import yaml
-
-    names = yaml.safe_load((REAL / "real.yaml").read_text())["names"]
-    out: dict[str, dict[str, dict[str, float]]] = {n: {} for n, _ in rows}
-    with tempfile.TemporaryDirectory(prefix="recovery-scene-") as tmp:
-        for scene in sorted(p.name for p in (REAL / "heldout").iterdir() if p.is_dir()):
-            data = Path(tmp) / f"{scene}.yaml"
-            data.write_text(
-                yaml.safe_dump({"path": str(REAL), "train": "pool", "val": f"heldout/{scene}", "names": names})
-            )
-            measured = measure_rows(
-                rows, data, imgsz=IMGSZ, split="val", accuracy=False, latency=False, reference=reference
-            )
-            for m in measured:
-                a = m.agreement
-                out[m.name][scene] = {"map50_95": round(a["map50_95"], 4), "f1": round(a["f1"], 4)}
-                out[m.name][scene]["images"] = a["images"]
-    return out
-
-
 def measure_defaults(seeds: list[int]) -> tuple[list[Any], list[str], dict[str, Any]]:
     """Test mAP50-95 of the defaults rows and the original, with the verdict."""
     rows = [("original", STUDENT)]
@@ -268,7 +245,9 @@ def measure_label_free(a: argparse.Namespace) -> tuple[dict[str, list[Any]], lis
     )
     load_after = load_average()
     ratio = lat[1].latency_p50_ms / lat[0].latency_p50_ms
-    by_scene = scene_agreement([("yolo11n FP32", original_onnx), *onnx_rows], original_onnx)
+    by_scene = agreement_by_scene(
+        [("yolo11n FP32", original_onnx), *onnx_rows], original_onnx, REAL / "real.yaml", IMGSZ
+    )
     notes = [f"label-free latency: load average before {load_before}; after {load_after}"]
     summary: dict[str, Any] = {"latency_ratio": round(ratio, 4), "by_scene": by_scene}
     for kind in ("lf-distill", "lf-finetune"):

@@ -82,19 +82,50 @@ def run_stage_job(
     from yoloslim.pipeline import run_stage
     from yoloslim.recipe import parse_recipe
 
-    pm = get_plugin_manager()
-    recipe = parse_recipe({"name": run_dir.name, "train": train, "stages": [stage]}, pm.stage_types())
-    run_dir = run_dir.resolve()
-    ctx = SlimContext(
-        run_dir=run_dir, data=str(Path(data).resolve()), imgsz=imgsz, plugins=pm, model=str(original or model)
-    )
-    st = recipe.stages[0]
-    ctx.stage, ctx.stage_dir = st, run_dir / folder
+    ctx = slim_context(data, imgsz, run_dir)
+    ctx.model = str(original or model)
+    pm = ctx.plugins
+    st = parse_recipe({"name": run_dir.name, "train": train, "stages": [stage]}, pm.stage_types()).stages[0]
+    ctx.stage, ctx.stage_dir = st, ctx.run_dir / folder
     pm.call("yoloslim_check_stage", stage=st, ctx=ctx)
     t0 = time.time()
     out = run_stage(st, model, ctx)
     info = {"seconds": round(time.time() - t0, 1), "latency": (ctx.state.get("prune") or {}).get("latency")}
-    (run_dir / "job.json").write_text(json.dumps(info, indent=1, default=str))
+    (ctx.run_dir / "job.json").write_text(json.dumps(info, indent=1, default=str))
+    return out
+
+
+def agreement_by_scene(
+    rows: Sequence[tuple[str, Path]], reference: Path, data: Path, imgsz: int
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Agreement of each row with ``reference`` on each held-out scene of a real dataset YAML (``data``).
+
+    Every folder under ``<data's folder>/heldout`` is one scene (a later stretch of the street film, another clip,
+    photos). Returns ``{row: {scene: {"map50_95", "f1", "images"}}}``.
+    """
+    import tempfile
+
+    import yaml
+
+    names = yaml.safe_load(Path(data).read_text())["names"]
+    root = Path(data).parent
+    out: dict[str, dict[str, dict[str, float]]] = {n: {} for n, _ in rows}
+    with tempfile.TemporaryDirectory(prefix="scene-") as tmp:
+        for scene in sorted(p.name for p in (root / "heldout").iterdir() if p.is_dir()):
+            scene_yaml = Path(tmp) / f"{scene}.yaml"
+            scene_yaml.write_text(
+                yaml.safe_dump({"path": str(root), "train": "pool", "val": f"heldout/{scene}", "names": names})
+            )
+            measured = measure_rows(
+                rows, scene_yaml, imgsz=imgsz, split="val", accuracy=False, latency=False, reference=reference
+            )
+            for m in measured:
+                a = m.agreement
+                out[m.name][scene] = {
+                    "map50_95": round(a["map50_95"], 4),
+                    "f1": round(a["f1"], 4),
+                    "images": a["images"],
+                }
     return out
 
 

@@ -331,7 +331,7 @@ def _constraint(spec: OptionSpec) -> str:
 
 def schedule_text(st: Any) -> str:
     """Where a training stage type's default learning rate starts on the checkpoint's schedule, in words."""
-    if getattr(st, "schedule", "resume") == "restart":
+    if st.schedule == "restart":
         return "starts at the checkpoint's own lr0 (a restart: the model must relearn), without warm-up"
     return "continues at the checkpoint's final learning rate (its lr0 x lrf), without warm-up"
 

@@ -206,7 +206,7 @@ def finetune(
 
     inherited = {k: v for k, v in (train_args or {}).items() if k in INHERITED_TRAIN_ARGS and v is not None}
     data = check_dataset(ctx.data)
-    restart = getattr(stage, "schedule", "resume") == "restart"
+    restart = stage.schedule == "restart"
     schedule = resumed_schedule(train_args, len(split_images(data, "train")), len(data["names"]), restart)
     if {"optimizer", "lr0"} & set(stage.train):  # a learning rate chosen for another optimizer would not fit
         schedule = {k: v for k, v in schedule.items() if k not in ("optimizer", "lr0", "momentum")}
