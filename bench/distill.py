@@ -23,7 +23,8 @@ each with ``--threads`` torch threads.
 
 Run: ``nohup .venv/bin/python bench/distill.py --parallel 2 > bench/results/logs/distill.log 2>&1 &``
 (``--smoke`` runs every row for one epoch on the tiny dataset at 64 px). ``--extra NAME=METHODS[/WEIGHTS]``
-adds a row (pass it to every later call, ``--summarize`` included); ``--timing ROUNDS`` times one short epoch
+adds a row (pass it to every later call, ``--summarize`` included; a NAME starting with ``pruned-`` trains the
+pruned student); ``--timing ROUNDS`` times one short epoch
 of every row in one process, rows interleaved, for a training-cost ratio free of what runs beside the sweep.
 The committed results came from the sweep above, then ``--rows val-top2 --extra val-top2=ld,cwd --parallel 1``,
 then ``--timing 2 --timing-fraction 0.15 --extra val-top2=ld,cwd`` and a final ``--summarize`` with the notes.
@@ -462,7 +463,8 @@ def main() -> None:
         methods, _, weights = rest.partition("/")
         if not name or not methods:
             raise SystemExit(f"--extra '{item}': expected NAME=METHODS[/WEIGHTS]")
-        ROWS[name] = {"kind": "distill", "method": methods, "weights": weights or None}
+        kind = "pruned" if name.startswith("pruned-") else "distill"  # pruned-*: on the pruned student
+        ROWS[name] = {"kind": kind, "method": methods, "weights": weights or None}
     a.rows = a.rows or list(ROWS)
     unknown = [r for r in a.rows if r not in ROWS]
     if unknown:

@@ -6,6 +6,10 @@ Jobs (each skipped when its output exists, so they can run in background process
   student, 2 epochs (``--finetune-epochs 2`` / ``--epochs 2``), seeds 0 and 1 (``seed=1`` is the one training
   argument given, for the spread). The prune command removes 20 % of the MACs (``--target-macs 0.8``): the point is
   the schedule, and a pruned model that must relearn more than 2 epochs allow would measure the pruning amount;
+- ``prune-variants``: the same prune command with ``--round-to 8`` or ``--recalibrate``, and the same pruning with
+  its 2 epochs spent as a distill stage instead (``teacher: original``, the unpruned student, or the bundled YOLOv8s;
+  at the prune stage's restarted learning rate), per seed; ``--measure`` adds an FP32 ONNX latency A/B of
+  ``round_to`` 16 against 8;
 - ``lf-prune``: the official YOLO11n, latency-aware channel pruning to 0.5x of its FP32 ONNX latency at 640 px
   (ONNX Runtime CPU, 2 threads; Taylor importance on the pseudo-labels), no fine-tuning;
 - ``lf-distill`` / ``lf-finetune``: that pruned model recovered *label-free* on frames 0-1199 of the street film
@@ -21,8 +25,8 @@ latency at 640 px, 2 threads, interleaved with the original's. The distillation 
 is ``bench/distill.py``'s (``bench/results/recovery-distill.md``); its rows are carried into this file's tables.
 
 Run: ``make real`` first; ``.venv/bin/python bench/recovery.py --job lf-prune`` (alone: it times candidates), then
-``--job lf-distill --job lf-finetune --seeds 0 1`` and ``--job defaults`` (any load), then ``--measure`` on a quiet
-machine.
+``--job lf-distill --job lf-finetune --seeds 0 1``, ``--job defaults`` and ``--job prune-variants`` (any load), then
+``--measure`` on a quiet machine.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,34 +106,91 @@ def defaults_output(command: str, seed: int) -> Path:
     return WORK / NAME / "defaults" / f"{command}-s{seed}.pt"
 
 
+def run_cli(words: list[str], run_dir: Path) -> None:
+    """Run ``yoloslim WORDS`` (the installed CLI, the bundled student on the bundled data, 5 timed runs) and record
+    its wall-clock seconds in ``run_dir/job.json``."""
+    cmd = [str(Path(sys.executable).with_name("yoloslim")), *words, "--data", str(bundled_data("full")), "--runs", "5"]
+    LOGGER.info("%s", " ".join(cmd))
+    t0 = time.time()
+    subprocess.run(cmd, check=True, env={**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0"})
+    (run_dir / "job.json").write_text(json.dumps({"seconds": round(time.time() - t0, 1), "cmd": cmd}))
+
+
+def pending(folder: str, keys: list[str], seeds: list[int]) -> Iterator[tuple[str, int, Path, Path]]:
+    """``(key, seed, checkpoint, run folder)`` of each job ``<folder>/<key>-s<seed>`` not run yet."""
+    for seed in seeds:
+        for key in keys:
+            out = WORK / NAME / folder / f"{key}-s{seed}.pt"
+            if out.exists():
+                LOGGER.info("%s %s seed %d: done already", folder, key, seed)
+                continue
+            yield key, seed, out, out.with_suffix("")
+
+
 def run_defaults(seeds: list[int]) -> None:
     """The three stage commands as a user types them (2 epochs), through the installed CLI, once per seed."""
-    data = bundled_data("full")
-    cli = Path(sys.executable).with_name("yoloslim")
     extra = {
         "prune": ["--target-macs", "0.8", "--finetune-epochs", str(DEFAULT_EPOCHS)],
         "distill": ["--teacher", str(TEACHER), "--epochs", str(DEFAULT_EPOCHS)],
         "finetune": ["--epochs", str(DEFAULT_EPOCHS)],
     }
-    for seed in seeds:
-        for command, flags in extra.items():
-            out = defaults_output(command, seed)
-            if out.exists():
-                LOGGER.info("defaults %s seed %d: done already", command, seed)
-                continue
-            run_dir = WORK / NAME / "defaults" / f"{command}-s{seed}"
-            cmd = [str(cli), command, str(STUDENT), "--data", str(data), "--out", str(out), "--run-dir", str(run_dir)]
-            cmd += ["--runs", "5", *flags] + ([f"seed={seed}"] if seed else [])
-            LOGGER.info("%s", " ".join(cmd))
-            t0 = time.time()
-            subprocess.run(cmd, check=True, env={**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0"})
-            (run_dir / "job.json").write_text(json.dumps({"seconds": round(time.time() - t0, 1), "cmd": cmd}))
+    for command, out, run_dir, seeded in pending("defaults", list(extra), seeds):
+        run_cli(
+            [command, str(STUDENT), "--out", str(out), "--run-dir", str(run_dir), *extra[command], *seeded], run_dir
+        )
+
+
+# Variants of the ``defaults`` prune command, same seeds and epochs (``--job prune-variants``): what else could buy
+# the last points of the 97 % target. Flags are added to the defaults' prune command; a recipe variant replaces the
+# prune stage's own fine-tuning by a distill stage (2 epochs at the prune stage's restarted learning rate).
+PRUNE_VARIANTS: dict[str, list[str] | str] = {
+    "round-to-8": ["--round-to", "8"],
+    "recalibrate": ["--recalibrate"],
+    "kd-original": "original",
+    "kd-yolov8s": str(TEACHER),
+}
+
+
+def variant_output(variant: str, seed: int) -> Path:
+    """Checkpoint a prune variant leaves."""
+    return WORK / NAME / "variants" / f"{variant}-s{seed}.pt"
+
+
+def run_prune_variants(seeds: list[int]) -> None:
+    """Every PRUNE_VARIANTS entry per seed, through the installed CLI as a user would type it."""
+    import yaml
+
+    from yoloslim.checkpoint import load_checkpoint
+    from yoloslim.pipeline import resumed_schedule
+
+    model, _ = load_checkpoint(STUDENT)
+    lr0 = resumed_schedule(getattr(model, "args", None), 1, len(model.names), restart=True)["lr0"]
+    for variant, seed, out, run_dir in pending("variants", list(PRUNE_VARIANTS), seeds):
+        spec = PRUNE_VARIANTS[variant]
+        if isinstance(spec, list):
+            flags = ["--target-macs", "0.8", "--finetune-epochs", str(DEFAULT_EPOCHS), *spec]
+            flags += [f"seed={seed}"] if seed else []
+            run_cli(["prune", str(STUDENT), "--out", str(out), "--run-dir", str(run_dir), *flags], run_dir)
+            continue
+        recipe = run_dir.with_suffix(".yaml")
+        train = {"lr0": lr0, **({"seed": seed} if seed else {})}
+        stages = [
+            {"type": "prune", "target_macs": 0.8, "epochs": 0},
+            {"type": "distill", "teacher": spec, "epochs": DEFAULT_EPOCHS, "train": train},
+        ]
+        recipe.parent.mkdir(parents=True, exist_ok=True)
+        recipe.write_text(yaml.safe_dump({"name": f"prune-{variant}", "stages": stages}, sort_keys=False))
+        run_cli(["compress", str(STUDENT), "--out", str(run_dir), "--recipe", str(recipe)], run_dir)
+        (run_dir / "02_distill" / "distill.pt").replace(out)
 
 
 def job(name: str, a: argparse.Namespace) -> None:
     """Run one job (every seed of it) unless its outputs exist."""
     if name == "defaults":
         run_defaults(a.seeds)
+        return
+    if name == "prune-variants":
+        run_prune_variants(a.seeds)
         return
     data = pseudo_data(a.frames)
     if name == "lf-prune":
@@ -220,6 +282,54 @@ def measure_defaults(seeds: list[int]) -> tuple[list[Any], list[str], dict[str, 
     return acc, notes, summary
 
 
+def measure_variants(seeds: list[int], runs: int) -> tuple[dict[str, list[Any]], list[str], dict[str, Any]]:
+    """Test mAP50-95 of the prune variants beside the defaults' prune command, and the FP32 ONNX latency at 640 px
+    of round_to 16 (the default) against 8, interleaved with the original's (seed 0 of each)."""
+    from runner import load_average
+
+    rows = [("original", STUDENT)] + [(f"prune s{s}", defaults_output("prune", s)) for s in seeds]
+    rows += [(f"{v} s{s}", variant_output(v, s)) for v in PRUNE_VARIANTS for s in seeds]
+    rows = [(n, p) for n, p in rows if p.exists()]
+    if not any(n.split()[0] in PRUNE_VARIANTS for n, _ in rows):
+        return {}, [], {}
+    acc = measure_rows(rows, bundled_data("full"), imgsz=256, split="test", latency=False)
+    by = {m.name: m.map50_95 for m in acc}
+    notes, summary = [], {}
+    base, plain = by["original"], [by[f"prune s{s}"] for s in seeds if f"prune s{s}" in by]
+    for variant in PRUNE_VARIANTS:
+        vals = [by[f"{variant} s{s}"] for s in seeds if f"{variant} s{s}" in by]
+        if not vals:
+            continue
+        ratio = min(vals) / base
+        gain = 100 * (sum(vals) / len(vals) - sum(plain) / len(plain)) if plain else float("nan")
+        summary[variant] = {"map50_95": vals, "worst_ratio": round(ratio, 4), "gain_points": round(gain, 2)}
+        notes.append(
+            f"prune variant {variant}: test mAP50-95 {_spread(vals)} ({ratio:.3f}x of the original, worst seed; "
+            f"{gain:+.2f} points over the defaults' prune command at equal epochs)"
+        )
+    sections = {"prune variants: test mAP50-95 @ 256": acc}
+    rt8 = variant_output("round-to-8", seeds[0])
+    if rt8.exists() and defaults_output("prune", seeds[0]).exists():
+        exports = WORK / NAME / "exports"
+        lat_rows = [
+            ("original FP32", export_onnx(STUDENT, IMGSZ, exports)),
+            ("round_to 16 (default) FP32", export_onnx(defaults_output("prune", seeds[0]), IMGSZ, exports)),
+            ("round_to 8 FP32", export_onnx(rt8, IMGSZ, exports)),
+        ]
+        load_before = load_average()
+        lat = measure_rows(lat_rows, None, imgsz=IMGSZ, accuracy=False, threads=2, runs=runs, warmup=20)
+        ratios = {m.name: round(m.latency_p50_ms / lat[0].latency_p50_ms, 3) for m in lat}
+        gf = {m.name: round(m.gflops / lat[0].gflops, 3) for m in lat}
+        summary["round_to_latency"] = {"latency_ratio": ratios, "gflops_ratio": gf}
+        notes.append(
+            f"round_to A/B (FP32 ONNX at {IMGSZ} px, 2 threads, interleaved; load average before {load_before}, after "
+            f"{load_average()}): round_to 16 at {gf[lat_rows[1][0]]}x GFLOPs runs at {ratios[lat_rows[1][0]]}x the "
+            f"original's latency, round_to 8 at {gf[lat_rows[2][0]]}x GFLOPs at {ratios[lat_rows[2][0]]}x"
+        )
+        sections[f"prune variants: FP32 ONNX latency @ {IMGSZ}, 2 threads"] = lat
+    return sections, notes, summary
+
+
 def measure_label_free(a: argparse.Namespace) -> tuple[dict[str, list[Any]], list[str], dict[str, Any]]:
     """Latency (FP32 ONNX, interleaved) and per-scene agreement of the label-free rows."""
     from runner import load_average
@@ -309,6 +419,9 @@ def measure(a: argparse.Namespace) -> None:
     """Measure every finished job and write bench/results/recovery.{json,md}."""
     acc, notes, defaults = measure_defaults(a.seeds)
     sections = {"defaults: test mAP50-95 @ 256": acc} if acc else {}
+    variants, variant_notes, variant_summary = measure_variants(a.seeds, a.runs)
+    sections.update(variants)
+    notes += variant_notes
     lat, lf_notes, label_free = measure_label_free(a)
     sections.update(lat)
     notes += lf_notes
@@ -334,6 +447,7 @@ def measure(a: argparse.Namespace) -> None:
             "\n## Distillation on the 50%-MACs pruned student (item 2; bench/results/recovery-distill.md)\n\n" + sweep
         )
     payload["defaults_summary"] = defaults
+    payload["prune_variants"] = variant_summary
     payload["label_free"] = label_free
     md.write_text(text, encoding="utf-8")
     js.write_text(json.dumps(payload, indent=1))
@@ -343,7 +457,9 @@ def measure(a: argparse.Namespace) -> None:
 def main() -> None:
     """Run jobs or the measurement."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--job", choices=["defaults", "lf-prune", "lf-distill", "lf-finetune"], action="append")
+    ap.add_argument(
+        "--job", choices=["defaults", "prune-variants", "lf-prune", "lf-distill", "lf-finetune"], action="append"
+    )
     ap.add_argument("--measure", action="store_true", help="measure every finished job (quiet machine)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--epochs", type=int, default=10, help="label-free recovery epochs")

@@ -111,3 +111,33 @@ def test_a_prune_stage_fine_tunes_from_the_restarted_schedule_unless_told_otherw
     assert args["lr0"] == pytest.approx(resumed_schedule(own, 32, 8, restart=True)["lr0"])
     assert args["lr0"] == pytest.approx(own["lr0"]) != pytest.approx(own["lr0"] * own["lrf"])
     assert pruned_args("given", {**common, "lr0": 3e-4})["lr0"] == pytest.approx(3e-4)  # the recipe's wins
+
+
+def test_a_model_pruned_without_training_restarts_the_schedule_of_the_stage_that_trains_it_next(
+    tmp_path, tiny_data, tiny_ckpt
+):
+    from yoloslim import load_checkpoint
+    from yoloslim.pipeline import RELEARN
+
+    _, ckpt = load_checkpoint(tiny_ckpt)
+    own = ckpt["train_args"]
+    pm = get_plugin_manager()
+    train = {"batch": 8, "amp": False, "workers": 0, "plots": False}
+    raw = [
+        {"type": "prune", "method": "channel", "ratio": 0.2, "importance": "l2", "epochs": 0},
+        {"type": "finetune", "epochs": 1, "train": train},
+        {"type": "finetune", "name": "again", "epochs": 1, "train": train},
+    ]
+    stages = parse_recipe({"stages": raw}, pm.stage_types()).stages
+    current, lrs = tiny_ckpt, []
+    for stage in stages:
+        ctx = SlimContext(
+            run_dir=tmp_path, data=str(tiny_data), imgsz=64, stage=stage, stage_dir=tmp_path / stage.name, plugins=pm
+        )
+        current = run_stage(stage, current, ctx)
+        flag = (load_checkpoint(current)[1].get("yoloslim") or {}).get(RELEARN)
+        assert flag is (True if stage.type == "prune" else None)  # recorded until a stage has trained the model
+        for run in (tmp_path / stage.name).rglob("args.yaml"):
+            lrs.append(yaml.safe_load(run.read_text())["lr0"])
+    # the first training after the pruning restarts (the checkpoint's own lr0), the next one resumes (x lrf)
+    assert lrs == [pytest.approx(own["lr0"]), pytest.approx(own["lr0"] * own["lrf"])]

@@ -138,6 +138,10 @@ _AUTO_ITERATIONS = 10000
 _COCO_TRAIN_IMAGES = 118287  # the official checkpoints' train_args name coco.yaml: their own training set's size
 
 
+# Checkpoint metadata (``ckpt["yoloslim"]``) of a model a "restart" stage changed and no stage has trained since.
+RELEARN = "relearn"
+
+
 def resumed_schedule(train_args: dict[str, Any] | None, n_train: int, nc: int, restart: bool = False) -> dict[str, Any]:
     """Training arguments that continue where the checkpoint's own schedule ended: every stage's default.
 
@@ -187,6 +191,7 @@ def finetune(
     checkpoint: Path,
     train_args: dict[str, Any] | None = None,
     name: str = "train",
+    restart: bool | None = None,
 ) -> Path:
     """Fine-tune ``model`` with SlimTrainer for ``stage.epochs`` and return its best checkpoint.
 
@@ -199,6 +204,7 @@ def finetune(
             learning rate starts where its schedule ended (:func:`resumed_schedule`) unless ``stage.train`` says
             otherwise.
         name: Folder of the Ultralytics run inside ``ctx.stage_dir``.
+        restart: Restart the checkpoint's schedule (:func:`resumed_schedule`); default: the stage type's ``schedule``.
 
     Plugins call it as :meth:`yoloslim.SlimContext.finetune`.
     """
@@ -206,7 +212,7 @@ def finetune(
 
     inherited = {k: v for k, v in (train_args or {}).items() if k in INHERITED_TRAIN_ARGS and v is not None}
     data = check_dataset(ctx.data)
-    restart = stage.schedule == "restart"
+    restart = stage.schedule == "restart" if restart is None else restart
     schedule = resumed_schedule(train_args, len(split_images(data, "train")), len(data["names"]), restart)
     if {"optimizer", "lr0"} & set(stage.train):  # a learning rate chosen for another optimizer would not fit
         schedule = {k: v for k, v in schedule.items() if k not in ("optimizer", "lr0", "momentum")}
@@ -252,9 +258,12 @@ def run_stage(stage: Stage, current: Path, ctx: SlimContext) -> Path:
     model = model if new is None else new
     out = ctx.stage_dir / f"{stage.name}.pt"
     train_args = {**(ckpt.get("train_args") or {}), "data": str(ctx.data), "imgsz": ctx.imgsz}
+    # A model a "restart" stage changed (pruned) without training it must still relearn: whichever stage trains it
+    # next (a distill stage after `prune` with `epochs: 0`, in this run or a later command) restarts the schedule.
+    relearn = stage.schedule == "restart" or bool((ckpt.get("yoloslim") or {}).get(RELEARN))
     trained = None
     if stage.epochs > 0:
-        trained = finetune(model, stage, ctx, current, ckpt.get("train_args"))
+        trained = finetune(model, stage, ctx, current, ckpt.get("train_args"), restart=relearn)
         model, best = load_checkpoint(trained)  # the model best.pt holds, as yoloslim_model_to_save left it
         train_args = best.get("train_args") or train_args
     final, acted = pm.chain_acted("yoloslim_finalize_model", model, "model", stage=stage, ctx=ctx)
@@ -269,6 +278,7 @@ def run_stage(stage: Stage, current: Path, ctx: SlimContext) -> Path:
             "stage": stage.to_dict(),
             "source": str(Path(current).resolve()),
             **({"finalized_from": str(Path(trained).resolve())} if trained is not None else {}),
+            **({RELEARN: True} if relearn and trained is None else {}),
         },
     )
     return out

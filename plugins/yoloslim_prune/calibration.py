@@ -98,3 +98,26 @@ def clear_gradients(model: nn.Module) -> None:
     """Drop every parameter's ``.grad``."""
     for p in model.parameters():
         p.grad = None
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: list[dict[str, Any]]) -> None:
+    """Re-estimate every BatchNorm's running statistics of ``model`` on ``batches`` (their plain average), in place.
+
+    Pruning removes channels the next layers' statistics were measured with; until fine-tuning has moved them
+    (momentum 0.03 per step) the pruned model normalises with the wrong mean and variance. The weights are not touched
+    and the model is left in eval mode with each BatchNorm's momentum as it was.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d) and m.track_running_stats]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+    model.train()
+    try:
+        for batch in batches:
+            model(batch["img"])
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.eval()

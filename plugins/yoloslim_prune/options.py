@@ -83,7 +83,12 @@ class PruneOptions:
         0.75, help="channel: no layer loses more than this fraction of its channels", gt=0.0, lt=1.0
     )
     prune_head: bool = option(True, help="channel: prune the inner channels of Detect's branches")
-    calib_batches: int = option(4, help="batches of 8 training images for taylor/loss importance", ge=1)
+    calib_batches: int = option(4, help="batches of 8 training images for taylor/loss importance and recalibrate", ge=1)
+    recalibrate: bool = option(
+        False,
+        help="channel/depth: re-estimate BatchNorm statistics on calib_batches x 8 of the stage's images right after "
+        "pruning; helps a model kept without fine-tuning on data of its own domain, not after fine-tuning",
+    )
 
     def __post_init__(self) -> None:
         budget = _budget(self.target_latency, self.target_latency_ms)
@@ -119,7 +124,7 @@ class PruneOptions:
                 raise ValueError(
                     f"method 'magnitude' ranks weights by |w|; importance '{importance}' applies to 'channel'/'depth'"
                 )
-            only(("iterative_steps", "round_to", "max_layer_ratio", "prune_head"), "'channel'/'depth'")
+            only(("iterative_steps", "round_to", "max_layer_ratio", "prune_head", "recalibrate"), "'channel'/'depth'")
             only(("target_latency", "allocation", *_LATENCY_KEYS), "'channel'")
             return "l1"
         only(("schedule",), "'magnitude'")

@@ -53,7 +53,8 @@ def yoloslim_stage_types() -> list[StageType]:
 
 @hookimpl
 def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
-    """Refuse a data-driven importance (taylor, loss) without labelled training images, before any stage runs."""
+    """Refuse a data-driven importance (taylor, loss) without labelled training images, and BatchNorm
+    recalibration without images, before any stage runs."""
     if stage.type != "prune":
         return
     where = f"stage '{stage.name}'"
@@ -62,6 +63,8 @@ def yoloslim_check_stage(stage: Any, ctx: Any) -> None:
         from .latency import check_latency_stage
 
         check_latency_stage(opts, ctx, where)
+    if opts.recalibrate and ctx.data is None:
+        raise DataError(f"{where}: 'recalibrate' re-estimates BatchNorm statistics on the stage's images; pass --data")
     if not opts.needs_data:
         return
     if ctx.data is None:

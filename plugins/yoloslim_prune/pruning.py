@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from .calibration import accumulate_gradients, batch_loss, calibration_batches
+from .calibration import accumulate_gradients, batch_loss, calibration_batches, recalibrate_batchnorm
 from .channel_pruner import example_size, gflops, prune_channels
 from .depth_pruner import prune_depth, removable_blocks
 from .options import PruneOptions
@@ -112,7 +112,7 @@ def prune_model(model: nn.Module, opts: PruneOptions, ctx: Any, stage: Any) -> n
 
     imgsz = ctx.imgsz
     batches = None
-    if opts.needs_data:
+    if opts.needs_data or opts.recalibrate:
         batches = calibration_batches(ctx.data, imgsz, opts.calib_batches)
     size = example_size(imgsz)
     base = gflops(model, size)
@@ -139,6 +139,11 @@ def prune_model(model: nn.Module, opts: PruneOptions, ctx: Any, stage: Any) -> n
             f"latency budget {opts.target_latency}" if kind == "latency" else f"{kind} {goal:.3f}",
         )
         model = prune_once(model, opts, rel_ratio, rel_macs, imgsz, batches, ctx)
+        if opts.recalibrate and batches:
+            recalibrate_batchnorm(model, batches)
+            ctx.logger.info(
+                "BatchNorm statistics re-estimated on %d calibration images", sum(len(b["img"]) for b in batches)
+            )
         latency = (ctx.state.get("prune") or {}).get("latency")
         if latency is not None:
             latency["stage"] = stage.name

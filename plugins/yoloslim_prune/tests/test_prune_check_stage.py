@@ -111,3 +111,21 @@ def test_a_checkpoint_pruned_by_an_earlier_version_still_loads_without_trust(tmp
     }
     loaded, _ = load_checkpoint(path, trust=False)
     assert {type(m) for m in loaded.modules()} >= {SplitC2f, SplitC2PSA}
+
+
+def test_recalibration_without_data_is_refused_and_unlabelled_images_are_enough(tiny_data, tmp_path):
+    stage = _stage(method="channel", importance="l2", recalibrate=True)
+    pm = PluginManager(load_entrypoints=False)
+    pm.register(plugin, "prune")
+    ctx = SlimContext(run_dir=tmp_path / "run", data=None, imgsz=64, stage=stage, plugins=pm)
+    with pytest.raises(DataError) as error:
+        pm.call("yoloslim_check_stage", stage=stage, ctx=ctx)
+    assert str(error.value) == (
+        "stage 'prune': 'recalibrate' re-estimates BatchNorm statistics on the stage's images; pass --data"
+    )
+    _check(stage, _unlabelled(tiny_data, tmp_path / "footage"), tmp_path)
+
+
+def test_recalibrate_applies_to_channel_and_depth_only():
+    with pytest.raises(Exception, match="'recalibrate' applies to method 'channel'/'depth', not 'magnitude'"):
+        _stage(method="magnitude", ratio=0.5, recalibrate=True)
