@@ -22,7 +22,7 @@ The sweep is incremental: every (row, seed) job runs in its own process (``--job
 each with ``--threads`` torch threads.
 
 Run: ``nohup .venv/bin/python bench/distill.py --parallel 2 > bench/results/logs/distill.log 2>&1 &``
-(``--smoke`` runs every row for one epoch on the tiny dataset at 64 px). ``--extra NAME=METHODS[/WEIGHTS]``
+(``--smoke`` runs every row for one epoch on the tiny dataset at 64 px). ``--extra NAME=METHODS[/WEIGHTS[/OPTIONS]]``
 adds a row (pass it to every later call, ``--summarize`` included; a NAME starting with ``pruned-`` trains the
 pruned student); ``--timing ROUNDS`` times one short epoch
 of every row in one process, rows interleaved, for a training-cost ratio free of what runs beside the sweep.
@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from runner import RESULTS, ROOT, STUDENT, TEACHER, WORK, bundled_data, setup_logging
 
 from yoloslim.files import atomic_write_json, atomic_write_text
@@ -164,6 +165,7 @@ def build_trainer(a: argparse.Namespace, row: str, seed: int, work: Path, **over
             "teacher": teacher,
             "method": spec["method"],
             **({"weights": spec["weights"]} if spec.get("weights") else {}),
+            **spec.get("options", {}),
         }
         recipe = parse_recipe(
             {"stages": [{"type": "distill", **options, "epochs": overrides["epochs"]}]}, pm.stage_types()
@@ -387,7 +389,9 @@ def summarize(a: argparse.Namespace, rows: list[str], seeds: list[int]) -> None:
     for row, r in results.items():
         delta = "-" if r["delta_vs_baseline"] is None else f"{100 * r['delta_vs_baseline']:+.2f}"
         per_seed = ", ".join(f"{m:.4f}" for m in r["test_map50_95"])
+        options = ROWS[row].get("options") if row in ROWS else None
         method = (r["method"] or r["kind"]) + (f" ({r['weights']})" if r["weights"] else "")
+        method += f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else ""
         lines.append(
             f"| {row} | {method} | {r['mean']:.4f} ± {r['spread']:.4f} | {per_seed} | {r['baseline']} | {delta} | "
             f"{r['train_s_per_epoch']:.1f} | {_fmt(r['time_ratio'], 2)} | {_fmt(r['train_val_s_per_epoch'], 1)} | "
@@ -431,8 +435,9 @@ def main() -> None:
         "--extra",
         action="append",
         default=[],
-        metavar="NAME=METHODS[/WEIGHTS]",
-        help="an extra distill row, e.g. 'strong=logit,cwd/cwd=6' (repeatable; pass it to reruns too)",
+        metavar="NAME=METHODS[/WEIGHTS[/OPTIONS]]",
+        help="an extra distill row, e.g. 'strong=logit,cwd/cwd=6' or 'pruned-decay=logit,ld,cwd//final_weight=0' "
+        "(repeatable; pass it to reruns too; NAME pruned-*: on the pruned student)",
     )
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--epochs", type=int, default=12)
@@ -460,11 +465,14 @@ def main() -> None:
     setup_logging()
     for item in a.extra:
         name, _, rest = item.partition("=")
-        methods, _, weights = rest.partition("/")
+        methods, _, rest = rest.partition("/")
+        weights, _, options = rest.partition("/")
         if not name or not methods:
-            raise SystemExit(f"--extra '{item}': expected NAME=METHODS[/WEIGHTS]")
+            raise SystemExit(f"--extra '{item}': expected NAME=METHODS[/WEIGHTS[/OPTIONS]]")
         kind = "pruned" if name.startswith("pruned-") else "distill"  # pruned-*: on the pruned student
-        ROWS[name] = {"kind": kind, "method": methods, "weights": weights or None}
+        pairs = [kv.split("=", 1) for kv in options.split(",") if kv]
+        extra = {k: yaml.safe_load(v) for k, v in pairs}  # distill stage options, e.g. final_weight=0
+        ROWS[name] = {"kind": kind, "method": methods, "weights": weights or None, "options": extra}
     a.rows = a.rows or list(ROWS)
     unknown = [r for r in a.rows if r not in ROWS]
     if unknown:
