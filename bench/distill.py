@@ -327,6 +327,7 @@ def summarize(a: argparse.Namespace, rows: list[str], seeds: list[int]) -> None:
             "train_val_s_per_epoch": train_s + statistics.mean(vals) if vals else None,
             "method": done[0]["method"],
             "weights": ROWS[row].get("weights"),
+            "options": ROWS[row].get("options") or None,
             "kind": done[0]["kind"],
             "runs": done,
         }
