@@ -390,9 +390,8 @@ def summarize(a: argparse.Namespace, rows: list[str], seeds: list[int]) -> None:
     for row, r in results.items():
         delta = "-" if r["delta_vs_baseline"] is None else f"{100 * r['delta_vs_baseline']:+.2f}"
         per_seed = ", ".join(f"{m:.4f}" for m in r["test_map50_95"])
-        options = ROWS[row].get("options") if row in ROWS else None
         method = (r["method"] or r["kind"]) + (f" ({r['weights']})" if r["weights"] else "")
-        method += f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else ""
+        method += f" ({', '.join(f'{k}={v}' for k, v in r['options'].items())})" if r["options"] else ""
         lines.append(
             f"| {row} | {method} | {r['mean']:.4f} ± {r['spread']:.4f} | {per_seed} | {r['baseline']} | {delta} | "
             f"{r['train_s_per_epoch']:.1f} | {_fmt(r['time_ratio'], 2)} | {_fmt(r['train_val_s_per_epoch'], 1)} | "

@@ -101,9 +101,10 @@ def lf_output(name: str) -> Path:
     return WORK / NAME / name / f"01_{stem}" / f"{stem}.pt"
 
 
-def defaults_output(command: str, seed: int) -> Path:
-    """Checkpoint a ``defaults`` command leaves."""
-    return WORK / NAME / "defaults" / f"{command}-s{seed}.pt"
+def job_output(folder: str, key: str, seed: int) -> Path:
+    """Checkpoint job ``key`` leaves for ``seed`` (folder ``defaults``: the stage commands; ``variants``: the prune
+    variants); its run folder is the same path without the suffix."""
+    return WORK / NAME / folder / f"{key}-s{seed}.pt"
 
 
 def run_cli(words: list[str], run_dir: Path) -> None:
@@ -120,7 +121,7 @@ def pending(folder: str, keys: list[str], seeds: list[int]) -> Iterator[tuple[st
     """``(key, seed, checkpoint, run folder)`` of each job ``<folder>/<key>-s<seed>`` not run yet."""
     for seed in seeds:
         for key in keys:
-            out = WORK / NAME / folder / f"{key}-s{seed}.pt"
+            out = job_output(folder, key, seed)
             if out.exists():
                 LOGGER.info("%s %s seed %d: done already", folder, key, seed)
                 continue
@@ -134,7 +135,8 @@ def run_defaults(seeds: list[int]) -> None:
         "distill": ["--teacher", str(TEACHER), "--epochs", str(DEFAULT_EPOCHS)],
         "finetune": ["--epochs", str(DEFAULT_EPOCHS)],
     }
-    for command, out, run_dir, seeded in pending("defaults", list(extra), seeds):
+    for command, seed, out, run_dir in pending("defaults", list(extra), seeds):
+        seeded = [f"seed={seed}"] if seed else []  # seed 0 is the default: the command as a user types it
         run_cli(
             [command, str(STUDENT), "--out", str(out), "--run-dir", str(run_dir), *extra[command], *seeded], run_dir
         )
@@ -149,11 +151,6 @@ PRUNE_VARIANTS: dict[str, list[str] | str] = {
     "kd-original": "original",
     "kd-yolov8s": str(TEACHER),
 }
-
-
-def variant_output(variant: str, seed: int) -> Path:
-    """Checkpoint a prune variant leaves."""
-    return WORK / NAME / "variants" / f"{variant}-s{seed}.pt"
 
 
 def run_prune_variants(seeds: list[int]) -> None:
@@ -248,7 +245,7 @@ def measure_defaults(seeds: list[int]) -> tuple[list[Any], list[str], dict[str, 
     """Test mAP50-95 of the defaults rows and the original, with the verdict."""
     rows = [("original", STUDENT)]
     for command in ("prune", "distill", "finetune"):
-        rows += [(f"{command} s{s}", defaults_output(command, s)) for s in seeds]
+        rows += [(f"{command} s{s}", job_output("defaults", command, s)) for s in seeds]
     rows = [(n, p) for n, p in rows if p.exists()]
     for s in seeds:  # the same command before 'restart' and the taylor default (l2, the checkpoint's final lr 1e-6)
         before = WORK / NAME / "defaults-v0" / f"prune-s{s}.pt"
@@ -287,8 +284,8 @@ def measure_variants(seeds: list[int], runs: int) -> tuple[dict[str, list[Any]],
     of round_to 16 (the default) against 8, interleaved with the original's (seed 0 of each)."""
     from runner import load_average
 
-    rows = [("original", STUDENT)] + [(f"prune s{s}", defaults_output("prune", s)) for s in seeds]
-    rows += [(f"{v} s{s}", variant_output(v, s)) for v in PRUNE_VARIANTS for s in seeds]
+    rows = [("original", STUDENT)] + [(f"prune s{s}", job_output("defaults", "prune", s)) for s in seeds]
+    rows += [(f"{v} s{s}", job_output("variants", v, s)) for v in PRUNE_VARIANTS for s in seeds]
     rows = [(n, p) for n, p in rows if p.exists()]
     if not any(n.split()[0] in PRUNE_VARIANTS for n, _ in rows):
         return {}, [], {}
@@ -308,12 +305,12 @@ def measure_variants(seeds: list[int], runs: int) -> tuple[dict[str, list[Any]],
             f"{gain:+.2f} points over the defaults' prune command at equal epochs)"
         )
     sections = {"prune variants: test mAP50-95 @ 256": acc}
-    rt8 = variant_output("round-to-8", seeds[0])
-    if rt8.exists() and defaults_output("prune", seeds[0]).exists():
+    rt8 = job_output("variants", "round-to-8", seeds[0])
+    if rt8.exists() and job_output("defaults", "prune", seeds[0]).exists():
         exports = WORK / NAME / "exports"
         lat_rows = [
             ("original FP32", export_onnx(STUDENT, IMGSZ, exports)),
-            ("round_to 16 (default) FP32", export_onnx(defaults_output("prune", seeds[0]), IMGSZ, exports)),
+            ("round_to 16 (default) FP32", export_onnx(job_output("defaults", "prune", seeds[0]), IMGSZ, exports)),
             ("round_to 8 FP32", export_onnx(rt8, IMGSZ, exports)),
         ]
         load_before = load_average()
@@ -404,8 +401,8 @@ FINDINGS = [
     "round_to 8 keeps 1.75 points more than 16 but runs no faster than the unpruned model in FP32 ONNX Runtime here "
     "(latency A/B above), so 16 stays the default; spending the 2 epochs on distillation from the unpruned model "
     "(teacher: original) gains a point, from the larger bundled YOLOv8s nothing: none reaches 0.97x",
-    "item 2 ablations (bench/results/recovery-distill-*.md, same pruned student, seeds and arguments as the first "
-    "sweep): doubling every distillation weight (logit 1, ld 2, cwd 6) gives 0.5297 +- 0.0029, +0.32 points over "
+    "item 2 ablations (bench/results/recovery-distill-*.json, same pruned student, seeds and arguments as the first "
+    "sweep): doubling every distillation weight (logit 1, ld 2, cwd 6) gives 0.5297 +- 0.0029, +0.31 points over "
     "plain fine-tuning (0.5265) and below the default weights' +0.51: the weights' scale is not what limits it; "
     "decaying every weight linearly to 0 by the last epoch (final_weight 0) gives 0.5351 +- 0.0021, +0.85 (seed "
     "ranges do not overlap the default's): the best so far, still 0.15 short of +1.0",
