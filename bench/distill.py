@@ -252,14 +252,15 @@ def run_timing(a: argparse.Namespace, rows: list[str], rounds: int, fraction: fl
             seconds[row].append(timer.train[0])
             LOGGER.info("timing round %d %s: %.1f s for %d images", k + 1, row, timer.train[0], images)
     med = {r: statistics.median(v) for r, v in seconds.items()}
-    ref = med.get("no-distill")
+    refs = {r: baseline(ROWS[r]["kind"]) if r in ROWS else "no-distill" for r in med}  # each row's plain row
     payload = {
         "rounds": rounds,
         "images_per_epoch": images,
         "threads": a.threads,
         "seconds": seconds,
         "median_s": med,
-        "ratio_vs_no_distill": {r: v / ref for r, v in med.items()} if ref else None,
+        "baseline": refs,
+        "ratio_vs_baseline": {r: v / med[refs[r]] for r, v in med.items() if med.get(refs[r])},
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     atomic_write_json(WORK / a.name / "timing.json", payload)

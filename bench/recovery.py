@@ -15,7 +15,10 @@ Jobs (each skipped when its output exists, so they can run in background process
 - ``lf-distill`` / ``lf-finetune``: that pruned model recovered *label-free* on frames 0-1199 of the street film
   (``--frames`` sampled, labelled by the FP32 original at conf 0.25, cached in ``runs/pseudo/``): distillation from
   the original (``teacher: original``: logit, ld, cwd on top of the pseudo-label loss) versus plain fine-tuning on
-  the same pseudo-labels, equal epochs and training arguments, per seed.
+  the same pseudo-labels, equal epochs and training arguments, per seed;
+- ``lf-ptq`` / ``lf-qat``: the unpruned YOLO11n quantized to INT8 (cpu target) for the same camera: static PTQ
+  calibrated on those frames, against quantization-aware training on their pseudo-labels (``--qat-epochs``,
+  AdamW at ``--qat-lr``, one run folder per learning rate), per seed.
 
 ``--measure`` scores every row with the one harness and writes ``bench/results/recovery.{json,md}``: test mAP50-95
 of the ``defaults`` rows against the original; for the label-free rows, *agreement* with the original's FP32 ONNX
@@ -25,7 +28,8 @@ latency at 640 px, 2 threads, interleaved with the original's. The distillation 
 is ``bench/distill.py``'s (``bench/results/recovery-distill.md``); its rows are carried into this file's tables.
 
 Run: ``make real`` first; ``.venv/bin/python bench/recovery.py --job lf-prune`` (alone: it times candidates), then
-``--job lf-distill --job lf-finetune --seeds 0 1``, ``--job defaults`` and ``--job prune-variants`` (any load), then
+``--job lf-distill --job lf-finetune --seeds 0 1``, ``--job defaults``, ``--job prune-variants``, ``--job lf-ptq``
+and ``--job lf-qat --qat-lr LR`` (any load), then
 ``--measure`` on a quiet machine.
 """
 
@@ -99,6 +103,45 @@ def lf_output(name: str) -> Path:
     """Checkpoint a label-free job leaves (``name``: lf-prune, lf-distill-s0, lf-finetune-s1, ...)."""
     stem = name.split("-")[1]
     return WORK / NAME / name / f"01_{stem}" / f"{stem}.pt"
+
+
+def lf_artifact(run: str) -> Path:
+    """INT8 ONNX file a label-free quantize job leaves (``run``: lf-ptq, lf-qat-s0, ...)."""
+    return WORK / NAME / run / "01_quantize" / "quantize.onnx"
+
+
+def qat_train_args(seed: int, lr0: float) -> dict[str, Any]:
+    """Training arguments of label-free QAT: AdamW at ``lr0`` without warm-up (the model is trained; only its INT8
+    rounding is new), batch 16 (the checkpoint's 128 would leave 2 steps an epoch on 200 frames)."""
+    return {
+        "optimizer": "AdamW",
+        "lr0": lr0,
+        "warmup_epochs": 0,
+        "batch": 16,
+        "workers": 0,
+        "plots": False,
+        "seed": seed,
+        "deterministic": False,
+    }
+
+
+def run_int8(name: str, a: argparse.Namespace, data: Path) -> None:
+    """``lf-ptq``: the official YOLO11n quantized (INT8, cpu target) with calibration on the street frames, no
+    training; ``lf-qat``: quantization-aware training on the same frames' pseudo-labels, per seed (run folder
+    ``lf-qat-lr<lr>-s<seed>``: one per learning rate tried)."""
+    if name == "lf-ptq":
+        if lf_artifact(name).exists():
+            LOGGER.info("lf-ptq: done already")
+            return
+        run_one_stage(name, {"type": "quantize", "mode": "ptq"}, YOLO11, data, {"workers": 0})
+        return
+    for seed in a.seeds:
+        run = f"{name}-lr{a.qat_lr:g}-s{seed}"
+        if lf_artifact(run).exists():
+            LOGGER.info("%s: done already", run)
+            continue
+        stage = {"type": "quantize", "mode": "qat", "epochs": a.qat_epochs}
+        run_one_stage(run, stage, YOLO11, data, qat_train_args(seed, a.qat_lr))
 
 
 def job_output(folder: str, key: str, seed: int) -> Path:
@@ -190,6 +233,9 @@ def job(name: str, a: argparse.Namespace) -> None:
         run_prune_variants(a.seeds)
         return
     data = pseudo_data(a.frames)
+    if name in ("lf-ptq", "lf-qat"):
+        run_int8(name, a, data)
+        return
     if name == "lf-prune":
         if lf_output(name).exists():
             LOGGER.info("lf-prune: done already")
@@ -375,6 +421,48 @@ def measure_label_free(a: argparse.Namespace) -> tuple[dict[str, list[Any]], lis
     return {f"official YOLO11n, FP32 ONNX latency @ {IMGSZ}, 2 threads": lat}, notes, summary
 
 
+def measure_int8(a: argparse.Namespace) -> tuple[dict[str, list[Any]], list[str], dict[str, Any]]:
+    """Latency (interleaved with the original's FP32 ONNX) and per-scene agreement of the label-free INT8 rows."""
+    from runner import load_average
+
+    kinds: dict[str, list[str]] = {"lf-ptq": ["lf-ptq INT8"]}  # kind -> its rows (one per seed)
+    paths = {"lf-ptq INT8": lf_artifact("lf-ptq")}
+    for seed in a.seeds:  # every learning rate tried: lf-qat-lr<lr>-s<seed>
+        for run in sorted((WORK / NAME).glob(f"lf-qat-lr*-s{seed}")):
+            kind = f"lf-qat {run.name.split('-')[2]}"
+            kinds.setdefault(kind, []).append(f"{kind} s{seed} INT8")
+            paths[f"{kind} s{seed} INT8"] = lf_artifact(run.name)
+    rows = [(n, p) for n, p in paths.items() if p.exists()]
+    if not rows:
+        return {}, [], {}
+    original_onnx = export_onnx(YOLO11, IMGSZ, WORK / NAME / "exports")
+    load_before = load_average()
+    lat = measure_rows(
+        [("yolo11n FP32", original_onnx), *rows], None, imgsz=IMGSZ, accuracy=False, threads=2, runs=a.runs, warmup=20
+    )
+    notes = [f"label-free INT8 latency: load average before {load_before}; after {load_average()}"]
+    ratios = {m.name: m.latency_p50_ms / lat[0].latency_p50_ms for m in lat}
+    by_scene = agreement_by_scene([("yolo11n FP32", original_onnx), *rows], original_onnx, REAL / "real.yaml", IMGSZ)
+    summary: dict[str, Any] = {"latency_ratio": {k: round(v, 4) for k, v in ratios.items()}, "by_scene": by_scene}
+    for kind, names in kinds.items():
+        names = [n for n in names if n in by_scene]
+        if not names:
+            continue
+        f1 = [by_scene[n]["street_late"]["f1"] for n in names]
+        mp = [by_scene[n]["street_late"]["map50_95"] for n in names]
+        ratio = max(ratios[n] for n in names)
+        ok = min(f1) >= TARGETS["lf_f1"] and min(mp) >= TARGETS["lf_map"] and ratio <= TARGETS["lf_latency"]
+        how = "no training" if kind == "lf-ptq" else f"{a.qat_epochs} QAT epochs at AdamW {kind.split()[1][2:]}"
+        summary[kind] = {"f1": f1, "map50_95": mp, "latency_ratio": round(ratio, 4)}
+        notes.append(
+            f"label-free {kind} (INT8, calibrated on {a.frames} street frames; {how}): agreement on the unseen street "
+            f"stretch F1@0.5 {_spread(f1)}, mAP50-95 {_spread(mp)} (targets >= {TARGETS['lf_f1']} / >= "
+            f"{TARGETS['lf_map']}) at {ratio:.3f}x the original's FP32 ONNX latency (target <= "
+            f"{TARGETS['lf_latency']}): {'MET' if ok else 'MISSED'}"
+        )
+    return {f"official YOLO11n, INT8 ONNX latency @ {IMGSZ}, 2 threads": lat}, notes, summary
+
+
 # What the label-free rows above need to be read with (measured 2026-12-03 on this machine; see the closing note of
 # issue 13 for the commands): why both rows are far from the targets.
 FINDINGS = [
@@ -406,6 +494,18 @@ FINDINGS = [
     "plain fine-tuning (0.5265) and below the default weights' +0.51: the weights' scale is not what limits it; "
     "decaying every weight linearly to 0 by the last epoch (final_weight 0) gives 0.5351 +- 0.0021, +0.85 (seed "
     "ranges do not overlap the default's): the best so far, still 0.15 short of +1.0",
+    "item 2, which terms: the same decay with logit and ld only (no cwd feature term) gives 0.5350 +- 0.0015, "
+    "+0.85, equal to all three terms, at a lower cost: one training epoch interleaved in one process "
+    "(bench/results/recovery-distill-decay-head.md, 180 images, 2 rounds, 1 thread) takes 1.49x plain fine-tuning "
+    "against 1.67x with cwd (target <= 1.6x). Doubling those two weights (logit 1, ld 2, still decayed to 0) gives "
+    "0.5340 +- 0.0012, +0.75: again, more distillation weight does not buy accuracy here",
+    "label-free INT8 (the unpruned YOLO11n): PTQ calibrated on the camera's own frames agrees best; QAT on the "
+    "original's pseudo-labels (3 epochs, 180 frames) lowers agreement at every rate tried (rows above): it trains on "
+    "the original's hard detections above conf 0.25, not on its scores, so the model's confidences drift from the "
+    "original's (validation mAP50 on the pseudo-labels 0.70-0.75 after QAT). For agreement, QAT would need the "
+    "original's soft outputs as its target (distillation during QAT, not built). INT8 alone runs at about 0.7x the "
+    "original's FP32 ONNX latency, short of the 0.55x budget, so that budget needs pruning on top, which the nano "
+    "models do not survive label-free on this CPU (above)",
 ]
 
 
@@ -453,11 +553,18 @@ def measure(a: argparse.Namespace) -> None:
     lat, lf_notes, label_free = measure_label_free(a)
     sections.update(lat)
     notes += lf_notes
+    int8_lat, int8_notes, int8 = measure_int8(a)
+    sections.update(int8_lat)
+    notes += int8_notes
+    if int8:
+        label_free = {**label_free, "int8": int8, "by_scene": {**label_free.get("by_scene", {}), **int8["by_scene"]}}
     meta = {
         "defaults": f"bundled student, {DEFAULT_EPOCHS} epochs, seeds {a.seeds}",
         "label-free": f"official YOLO11n pruned to {a.latency_target}x FP32 ONNX latency at {IMGSZ}; "
         f"{a.frames} frames of street.mp4 {TRAIN_RANGE[0]}-{TRAIN_RANGE[1] - 1}; {a.epochs} epochs; "
         f"training arguments {lf_train_args(0)} (seed per row)",
+        "label-free INT8": f"official YOLO11n, INT8 cpu target, calibrated on the same {a.frames} frames; lf-qat: "
+        f"{a.qat_epochs} epochs on their pseudo-labels, training arguments {qat_train_args(0, 0.0)} with lr0 per row",
     }
     js, md = write_results(NAME, sections, meta, notes)
     text = md.read_text(encoding="utf-8")
@@ -486,12 +593,16 @@ def main() -> None:
     """Run jobs or the measurement."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--job", choices=["defaults", "prune-variants", "lf-prune", "lf-distill", "lf-finetune"], action="append"
+        "--job",
+        choices=["defaults", "prune-variants", "lf-prune", "lf-distill", "lf-finetune", "lf-ptq", "lf-qat"],
+        action="append",
     )
     ap.add_argument("--measure", action="store_true", help="measure every finished job (quiet machine)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--epochs", type=int, default=10, help="label-free recovery epochs")
     ap.add_argument("--frames", type=int, default=200, help="frames sampled from the street film's 0-1199")
+    ap.add_argument("--qat-epochs", type=int, default=3, help="lf-qat training epochs")
+    ap.add_argument("--qat-lr", type=float, default=5e-5, help="lf-qat learning rate (AdamW, no warm-up)")
     ap.add_argument("--latency-target", type=float, default=0.5, help="lf-prune budget, fraction of FP32 latency")
     ap.add_argument("--runs", type=int, default=100, help="timed runs per model in --measure")
     a = ap.parse_args()
