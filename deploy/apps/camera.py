@@ -61,10 +61,6 @@ class OutputError(Exception):
     """The output folder cannot be written (exit status 1)."""
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: the run ends as on Ctrl-C, keeping what it wrote, with exit status 143."""
-
-
 class Source:
     """Frames from a webcam, video file, stream URL, image folder or single image.
 
@@ -323,11 +319,12 @@ def run(args: argparse.Namespace) -> int:
     fps = 0.0
     busy = 0.0  # seconds spent in the detector (preprocess, inference, decode)
     status = 0
-    from yoloslim import DataError
+    from yoloslim import DataError, signals
 
     try:
         try:
             for frame in source:
+                signals.check()  # a Ctrl-C or SIGTERM that a library caught and dropped still ends the loop
                 start = time.perf_counter()
                 try:
                     detections = detector(frame)
@@ -348,8 +345,9 @@ def run(args: argparse.Namespace) -> int:
                 if args.max_frames and frames >= args.max_frames:
                     break
         except KeyboardInterrupt as e:  # the usual way to stop a live source: keep what was recorded
-            LOGGER.info("%s after %d frames", "terminated" if isinstance(e, Terminated) else "interrupted", frames)
-            status = 143 if isinstance(e, Terminated) else 0
+            terminated = _signum(e) == signal.SIGTERM
+            LOGGER.info("%s after %d frames", "terminated" if terminated else "interrupted", frames)
+            status = 143 if terminated else 0
     finally:  # on an error too: what was written stays, finalized, under its final name
         if outputs is not None:
             outputs.close()
@@ -396,36 +394,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def threading_main() -> bool:
-    """Whether this is the main thread, the only one that may install signal handlers."""
-    import threading
+def _signum(e: KeyboardInterrupt) -> int:
+    """The signal behind an interrupt: SIGTERM or SIGINT (a plain KeyboardInterrupt is Ctrl-C)."""
+    from yoloslim import signals
 
-    return threading.current_thread() is threading.main_thread()
+    return getattr(e, "signum", None) or signals.received() or signal.SIGINT
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line and a non-zero exit on bad input."""
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = parse_args(argv)
-    from yoloslim import YoloslimError
+    from yoloslim import YoloslimError, handled_signals
 
-    def terminate(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    if threading_main():
-        signal.signal(signal.SIGTERM, terminate)
-    try:
-        return run(args)
-    except SourceError as e:
-        print(f"camera: error: {e}", file=sys.stderr)
-        return 2
-    except (YoloslimError, OutputError) as e:
-        print(f"camera: error: {e}", file=sys.stderr)
-        return 1
-    except Terminated:
-        return 143
-    except KeyboardInterrupt:
-        return 130
+    # SIGINT and SIGTERM raise KeyboardInterrupt and are recorded, so the frame loop stops at the next frame even if
+    # a library swallowed the exception (yoloslim.signals); outside the main thread this only runs the app.
+    with handled_signals(reraise=False):
+        try:
+            return run(args)
+        except SourceError as e:
+            print(f"camera: error: {e}", file=sys.stderr)
+            return 2
+        except (YoloslimError, OutputError) as e:
+            print(f"camera: error: {e}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt as e:  # before or after the frame loop (loading the model, opening the source)
+            return 143 if _signum(e) == signal.SIGTERM else 130
 
 
 if __name__ == "__main__":
