@@ -423,15 +423,25 @@ def measure_label_free(a: argparse.Namespace) -> tuple[dict[str, list[Any]], lis
 
 def measure_int8(a: argparse.Namespace) -> tuple[dict[str, list[Any]], list[str], dict[str, Any]]:
     """Latency (interleaved with the original's FP32 ONNX) and per-scene agreement of the label-free INT8 rows."""
+    import onnx
     from runner import load_average
 
+    from yoloslim_quant.graph import yoloslim_metadata
+
     kinds: dict[str, list[str]] = {"lf-ptq": ["lf-ptq INT8"]}  # kind -> its rows (one per seed)
+    how = {"lf-ptq": "no training"}
     paths = {"lf-ptq INT8": lf_artifact("lf-ptq")}
     for seed in a.seeds:  # every learning rate tried: lf-qat-lr<lr>-s<seed>
         for run in sorted((WORK / NAME).glob(f"lf-qat-lr*-s{seed}")):
-            kind = f"lf-qat {run.name[len('lf-qat-') : run.name.rindex('-s')]}"  # 'lf-qat lr5e-05'
+            path = lf_artifact(run.name)
+            if not path.exists():
+                continue
+            lr = run.name[len("lf-qat-lr") : run.name.rindex("-s")]  # '5e-05'
+            kind = f"lf-qat lr{lr}"
             kinds.setdefault(kind, []).append(f"{kind} s{seed} INT8")
-            paths[f"{kind} s{seed} INT8"] = lf_artifact(run.name)
+            paths[f"{kind} s{seed} INT8"] = path
+            epochs = yoloslim_metadata(onnx.load(str(path), load_external_data=False))["quantization"]["qat"]["epochs"]
+            how[kind] = f"{epochs} QAT epochs at AdamW {lr}"  # what the file records, not this call's --qat-epochs
     rows = [(n, p) for n, p in paths.items() if p.exists()]
     if not rows:
         return {}, [], {}
@@ -452,10 +462,9 @@ def measure_int8(a: argparse.Namespace) -> tuple[dict[str, list[Any]], list[str]
         mp = [by_scene[n]["street_late"]["map50_95"] for n in names]
         ratio = max(ratios[n] for n in names)
         ok = min(f1) >= TARGETS["lf_f1"] and min(mp) >= TARGETS["lf_map"] and ratio <= TARGETS["lf_latency"]
-        how = "no training" if kind == "lf-ptq" else f"{a.qat_epochs} QAT epochs at AdamW {kind.split()[1][2:]}"
         summary[kind] = {"f1": f1, "map50_95": mp, "latency_ratio": round(ratio, 4)}
         notes.append(
-            f"label-free {kind} (INT8, calibrated on the street frames; {how}): agreement on the unseen street "
+            f"label-free {kind} (INT8, calibrated on the street frames; {how[kind]}): agreement on the unseen street "
             f"stretch F1@0.5 {_spread(f1)}, mAP50-95 {_spread(mp)} (targets >= {TARGETS['lf_f1']} / >= "
             f"{TARGETS['lf_map']}) at {ratio:.3f}x the original's FP32 ONNX latency (target <= "
             f"{TARGETS['lf_latency']}): {'MET' if ok else 'MISSED'}"
@@ -565,8 +574,8 @@ def measure(a: argparse.Namespace) -> None:
         "label-free": f"official YOLO11n pruned to {a.latency_target}x FP32 ONNX latency at {IMGSZ}; "
         f"{a.frames} frames of street.mp4 {TRAIN_RANGE[0]}-{TRAIN_RANGE[1] - 1}; {a.epochs} epochs; "
         f"training arguments {lf_train_args(0)} (seed per row)",
-        "label-free INT8": f"official YOLO11n, INT8 cpu target, calibrated on the same frames; lf-qat: {a.qat_epochs} "
-        f"epochs on their pseudo-labels, training arguments "
+        "label-free INT8": "official YOLO11n, INT8 cpu target, calibrated on the same frames; lf-qat: epochs (in the "
+        "notes) on their pseudo-labels, training arguments "
         f"{ {k: v for k, v in qat_train_args(0, 0.0).items() if k != 'lr0'} } and lr0 as the row's name says",
     }
     js, md = write_results(NAME, sections, meta, notes)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -528,9 +527,8 @@ def _run(argv: list[str]) -> int:
         signals.check()  # an interrupt some library swallowed still ends the run as interrupted
         return status
     except KeyboardInterrupt as e:
-        signum = getattr(e, "signum", None) or signals.received() or signal.SIGINT
         print("yoloslim: interrupted", file=sys.stderr)
-        return signals.exit_status(signum)
+        return signals.exit_status(signals.signum_of(e))
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

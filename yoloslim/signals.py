@@ -74,6 +74,11 @@ def check() -> None:
         raise Interrupted(_received)
 
 
+def signum_of(e: KeyboardInterrupt) -> int:
+    """The signal behind an interrupt: its own, the one recorded, or SIGINT (a plain KeyboardInterrupt is Ctrl-C)."""
+    return getattr(e, "signum", None) or received() or signal.SIGINT
+
+
 def exit_status(signum: int) -> int:
     """The shell's status for a process ended by ``signum`` (130 for SIGINT, 143 for SIGTERM)."""
     return 128 + int(signum)

@@ -345,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.max_frames and frames >= args.max_frames:
                     break
         except KeyboardInterrupt as e:  # the usual way to stop a live source: keep what was recorded
-            terminated = _signum(e) == signal.SIGTERM
+            terminated = signals.signum_of(e) == signal.SIGTERM
             LOGGER.info("%s after %d frames", "terminated" if terminated else "interrupted", frames)
             status = 143 if terminated else 0
     finally:  # on an error too: what was written stays, finalized, under its final name
@@ -394,18 +394,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _signum(e: KeyboardInterrupt) -> int:
-    """The signal behind an interrupt: SIGTERM or SIGINT (a plain KeyboardInterrupt is Ctrl-C)."""
-    from yoloslim import signals
-
-    return getattr(e, "signum", None) or signals.received() or signal.SIGINT
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line and a non-zero exit on bad input."""
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = parse_args(argv)
-    from yoloslim import YoloslimError, handled_signals
+    from yoloslim import YoloslimError, handled_signals, signals
 
     # SIGINT and SIGTERM raise KeyboardInterrupt and are recorded, so the frame loop stops at the next frame even if
     # a library swallowed the exception (yoloslim.signals); outside the main thread this only runs the app.
@@ -419,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"camera: error: {e}", file=sys.stderr)
             return 1
         except KeyboardInterrupt as e:  # before or after the frame loop (loading the model, opening the source)
-            return 143 if _signum(e) == signal.SIGTERM else 130
+            return signals.exit_status(signals.signum_of(e))  # 130 for SIGINT, 143 for SIGTERM
 
 
 if __name__ == "__main__":
