@@ -190,6 +190,16 @@ def run_defaults(seeds: list[int]) -> None:
 # prune stage's own fine-tuning by a distill stage (2 epochs at the prune stage's restarted learning rate).
 PRUNE_VARIANTS: dict[str, list[str] | str] = {
     "round-to-8": ["--round-to", "8"],
+    # the restarted learning rate (the bundled student's own lr0, AdamW 1e-4) against 3x and 10x it
+    "lr0-3e-4": ["lr0=0.0003"],
+    "lr0-1e-3": ["lr0=0.001"],
+    # where the removed MACs come from: no layer losing more than half its channels; Detect's branches kept whole;
+    # Taylor importance from 16 batches of 8 images instead of 4
+    "max-layer-0.5": ["--max-layer-ratio", "0.5"],
+    "no-prune-head": ["--no-prune-head"],
+    "calib-16": ["--calib-batches", "16"],
+    # the same 2 epochs as two rounds of prune 10 % -> fine-tune 1 epoch (the later --finetune-epochs wins)
+    "iterative-2": ["--iterative-steps", "2", "--finetune-epochs", "1"],
     "recalibrate": ["--recalibrate"],
     "kd-original": "original",
     "kd-yolov8s": str(TEACHER),

@@ -46,7 +46,14 @@ class DistillOptions:
         f"(defaults {','.join(f'{k}={v:g}' for k, v in DEFAULT_WEIGHTS.items())})",
     )
     final_weight: float = option(
-        1.0, help="every weight decays linearly to this fraction of itself by the last epoch", ge=0.0
+        1.0, help="every weight decays linearly to this fraction of itself by the last epoch (see decay_end)", ge=0.0
+    )
+    decay_end: float = option(
+        1.0,
+        help="fraction of the epochs over which the weights decay to final_weight and then stay there "
+        "(1.0: the decay ends at the last epoch)",
+        gt=0.0,
+        le=1.0,
     )
     temperature: float = option(2.0, help="softening temperature of logit and ld", gt=0.0)
     cwd_temperature: float = option(1.0, help="temperature of the per-channel spatial softmax of cwd", gt=0.0)
@@ -85,8 +92,10 @@ class DistillOptions:
         return frozenset(m for m in self.loss_weights if m not in given)
 
     def weight_at(self, method: str, epoch: int, epochs: int) -> float:
-        """Weight of ``method`` in 0-based ``epoch`` of ``epochs``: linear from its weight to ``final_weight`` x it."""
-        frac = epoch / (epochs - 1) if epochs > 1 else 0.0
+        """Weight of ``method`` in 0-based ``epoch`` of ``epochs``: linear from its weight to ``final_weight`` x it,
+        reached at epoch ``decay_end x (epochs - 1)`` and kept after it."""
+        end = self.decay_end * (epochs - 1)
+        frac = (epoch / end if end > 0 else 1.0) if epochs > 1 else 0.0
         return self.loss_weights[method] * (1.0 + (self.final_weight - 1.0) * min(max(frac, 0.0), 1.0))
 
 

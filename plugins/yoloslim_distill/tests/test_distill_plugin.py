@@ -120,6 +120,11 @@ def test_equal_widths_need_no_adapter_and_stage_options_are_validated():
     opts = _opts("logit,cwd", weights={"cwd": 4}, final_weight=0.25)
     assert opts.loss_weights == {"logit": 0.5, "cwd": 4.0}
     assert [opts.weight_at("cwd", e, 4) for e in range(4)] == [4.0, 3.0, 2.0, 1.0]
+    early = _opts("logit", final_weight=0, decay_end=0.5)  # 0 by epoch 2 of 0-4, then kept at 0
+    assert [early.weight_at("logit", e, 5) for e in range(5)] == [0.5, 0.25, 0.0, 0.0, 0.0]
+    assert _opts("logit", final_weight=0, decay_end=0.5).weight_at("logit", 0, 1) == 0.5  # one epoch: no decay
+    with pytest.raises(RecipeError, match="decay_end"):
+        _opts("logit", decay_end=0)
 
 
 def test_train_start_adds_an_adapter_group_that_warmup_and_the_scheduler_drive(wide_teacher):
