@@ -200,6 +200,8 @@ PRUNE_VARIANTS: dict[str, list[str] | str] = {
     "calib-16": ["--calib-batches", "16"],
     # the same 2 epochs as two rounds of prune 10 % -> fine-tune 1 epoch (the later --finetune-epochs wins)
     "iterative-2": ["--iterative-steps", "2", "--finetune-epochs", "1"],
+    # the stage's own default fine-tuning length (10 epochs) instead of 2: what the pruning costs given time
+    "epochs-10": ["--finetune-epochs", "10"],
     "recalibrate": ["--recalibrate"],
     "kd-original": "original",
     "kd-yolov8s": str(TEACHER),

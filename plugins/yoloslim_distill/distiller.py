@@ -74,6 +74,11 @@ class Distiller:
             epoch: 0-based current epoch (for a decaying weight).
             epochs: Total epochs of the stage.
         """
+        o = self.opts
+        weights = {m: o.weight_at(m, epoch, epochs) for m in o.methods}
+        if not any(weights.values()):  # decayed to 0 (final_weight 0): no teacher pass; same terms for the logs
+            zero = torch.zeros((), device=img.device)
+            return {term_name(m): zero for m in o.methods}
         student = head_outputs(preds)
         teacher = self.teacher(img)
         branches = [(student, teacher)]
@@ -81,7 +86,6 @@ class Distiller:
             s_o2o = one2one_outputs(preds)
             if s_o2o is not None:
                 branches.append((s_o2o, teacher["one2one"]))
-        o = self.opts
         weight = losses.teacher_confidence(teacher["scores"])  # (B, A)
         out: dict[str, torch.Tensor] = {}
         for m in o.methods:
@@ -89,7 +93,7 @@ class Distiller:
                 value = sum(self._head_loss(m, s, t) for s, t in branches) / len(branches)
             else:
                 value = self._feature_loss(m, student["feats"], teacher["feats"], weight)
-            out[term_name(m)] = value * o.weight_at(m, epoch, epochs)
+            out[term_name(m)] = value * weights[m]
         return out
 
     def _head_loss(self, method: str, student: dict[str, Any], teacher: dict[str, Any]) -> torch.Tensor:

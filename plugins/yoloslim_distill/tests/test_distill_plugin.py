@@ -92,6 +92,22 @@ def test_gradients_reach_student_and_adapters_never_the_teacher():
     assert head.cv3[0][-1].weight.grad.abs().sum() > 0 and head.cv2[0][-1].weight.grad.abs().sum() > 0
 
 
+def test_epochs_whose_weights_decayed_to_zero_skip_the_teacher_and_log_zero_terms():
+    teacher = Teacher(_model("yolov8s.yaml", seed=0), "t.pt", "fp32")
+    student = _model(seed=1).train()
+    opts = _opts("logit,ld,cwd", final_weight=0, decay_end=0.5)
+    distiller = Distiller(teacher, student, opts, IMGSZ)
+    calls = []
+    forward = distiller.teacher.__call__
+    distiller.teacher = lambda img: calls.append(1) or forward(img)
+    x = _images()
+    live = distiller.losses(x, student(x), epoch=0, epochs=4)
+    assert len(calls) == 1 and all(v.item() > 0 for v in live.values())
+    done = distiller.losses(x, student(x), epoch=2, epochs=4)  # past decay_end: every weight is 0
+    assert len(calls) == 1, "the teacher ran for an epoch where no term uses it"
+    assert set(done) == set(live) and all(v.item() == 0 for v in done.values())
+
+
 def test_adapters_map_irregular_pruned_widths_to_the_teacher():
     from yoloslim_prune import prune_channels
 
