@@ -531,7 +531,7 @@ FINDINGS = [
     "0.5340 +- 0.0012, +0.75: again, more distillation weight does not buy accuracy here. Temperature (logit and ld, "
     "same decay): 2 (the default) +0.85, 4 +0.15 (0.5280 +- 0.0012), 8 -1.19 (0.5146 +- 0.0010): softer targets "
     "hurt this student, and sharper ones too: 1 gives +0.27 (0.5292 +- 0.0002). Nothing tried reaches +1.0",
-    "item 2, where the gain comes from: ld alone (decayed) gives +0.01 (0.5266 +- 0.0011), so the class-score term "
+    "item 2, where the gain comes from: ld alone (decayed) gives +0.00 (0.5266 +- 0.0011), so the class-score term "
     "carries it; half the weights (logit 0.25, ld 0.5, decayed) +0.74 (0.5339 +- 0.0018), so 1x is the best of "
     "0.5x, 1x and 2x; distilling only the first half of the epochs (decay_end 0.5: the weights reach 0 at epoch 15 "
     "and the teacher stops running) +0.71 (0.5336 +- 0.0025), within the seeds of the full decay's +0.85. The "
