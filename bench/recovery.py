@@ -512,11 +512,11 @@ FINDINGS = [
     "round_to 8 keeps 1.75 points more than 16 but runs no faster than the unpruned model in FP32 ONNX Runtime here "
     "(latency A/B above), so 16 stays the default; spending the 2 epochs on distillation from the unpruned model "
     "(teacher: original) gains a point, from the larger bundled YOLOv8s nothing: none reaches 0.97x",
-    "prune variants, what else could close the gap (rows above; max-layer-0.5, no-prune-head, calib-16, iterative-2 "
-    "and epochs-10 on seed 0 only: their distance to 0.97x is far beyond the 0.1-0.2 point seed spread): the "
+    "prune variants, what else could close the gap (rows above; their distance to 0.97x is far beyond the 0.1-0.2 "
+    "point seed spread): the "
     "learning rate is not the lever (3x the restarted rate +0.3 points, 10x -1.9 in 2 epochs), nor where the MACs "
-    "come from (no layer below half its channels, Detect's branches kept whole, Taylor from 4x more images: -0.4 "
-    "to +0.4 points), and two rounds of prune -> 1 epoch lose a point. Given its own default 10 epochs the same "
+    "come from (no layer below half its channels, Detect's branches kept whole, Taylor from 4x more images: -0.3 "
+    "to +0.2 points), and two rounds of prune -> 1 epoch lose 0.7. Given its own default 10 epochs the same "
     "prune command keeps 0.955x: removing 20 % of this student's MACs costs more than 2 "
     "epochs (or 10) of fine-tuning give back, whatever the schedule",
     "item 2 ablations (bench/results/recovery-distill-*.json, same pruned student, seeds and arguments as the first "
