@@ -513,12 +513,11 @@ FINDINGS = [
     "(latency A/B above), so 16 stays the default; spending the 2 epochs on distillation from the unpruned model "
     "(teacher: original) gains a point, from the larger bundled YOLOv8s nothing: none reaches 0.97x",
     "prune variants, what else could close the gap (rows above; their distance to 0.97x is far beyond the 0.1-0.2 "
-    "point seed spread): the "
-    "learning rate is not the lever (3x the restarted rate +0.3 points, 10x -1.9 in 2 epochs), nor where the MACs "
-    "come from (no layer below half its channels, Detect's branches kept whole, Taylor from 4x more images: -0.3 "
-    "to +0.2 points), and two rounds of prune -> 1 epoch lose 0.7. Given its own default 10 epochs the same "
-    "prune command keeps 0.955x: removing 20 % of this student's MACs costs more than 2 "
-    "epochs (or 10) of fine-tuning give back, whatever the schedule",
+    "point seed spread): the learning rate is not the lever (3x the restarted rate +0.3 points, 10x -1.9 in 2 "
+    "epochs), nor where the MACs come from (no layer below half its channels, Detect's branches kept whole, Taylor "
+    "from 4x more images: -0.3 to +0.2 points), and two rounds of prune -> 1 epoch lose 0.7. Given its own default "
+    "10 epochs the same prune command keeps 0.955x: removing 20 % of this student's MACs costs more than 2 epochs "
+    "(or 10) of fine-tuning give back, whatever the schedule",
     "item 2 ablations (bench/results/recovery-distill-*.json, same pruned student, seeds and arguments as the first "
     "sweep): doubling every distillation weight (logit 1, ld 2, cwd 6) gives 0.5297 +- 0.0029, +0.31 points over "
     "plain fine-tuning (0.5265) and below the default weights' +0.51: the weights' scale is not what limits it; "

@@ -94,8 +94,7 @@ class DistillOptions:
     def weight_at(self, method: str, epoch: int, epochs: int) -> float:
         """Weight of ``method`` in 0-based ``epoch`` of ``epochs``: linear from its weight to ``final_weight`` x it,
         reached at epoch ``decay_end x (epochs - 1)`` and kept after it."""
-        end = self.decay_end * (epochs - 1)
-        frac = (epoch / end if end > 0 else 1.0) if epochs > 1 else 0.0
+        frac = epoch / (self.decay_end * (epochs - 1)) if epochs > 1 else 0.0  # decay_end > 0: never a zero divisor
         return self.loss_weights[method] * (1.0 + (self.final_weight - 1.0) * min(max(frac, 0.0), 1.0))
 
 
