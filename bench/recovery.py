@@ -230,8 +230,10 @@ def run_prune_variants(seeds: list[int]) -> None:
         train = {"lr0": lr0, **({"seed": seed} if seed else {})}
         stages = [
             {"type": "prune", "target_macs": 0.8, "epochs": 0},
-            {"type": "distill", "teacher": spec, "epochs": DEFAULT_EPOCHS, "train": train},
+            # the distill defaults these rows were measured with (before logit,ld decayed to 0 became the default)
+            {"type": "distill", "teacher": spec, "method": "logit,ld,cwd", "final_weight": 1.0},
         ]
+        stages[1].update(epochs=DEFAULT_EPOCHS, train=train)
         recipe.parent.mkdir(parents=True, exist_ok=True)
         recipe.write_text(yaml.safe_dump({"name": f"prune-{variant}", "stages": stages}, sort_keys=False))
         run_cli(["compress", str(STUDENT), "--out", str(run_dir), "--recipe", str(recipe)], run_dir)
@@ -273,7 +275,9 @@ def job(name: str, a: argparse.Namespace) -> None:
             LOGGER.info("%s: done already", run)
             continue
         if name == "lf-distill":
-            stage = {"type": "distill", "teacher": str(YOLO11), "epochs": a.epochs}
+            # the distill defaults the committed rows were measured with (before logit,ld decayed to 0)
+            stage = {"type": "distill", "teacher": str(YOLO11), "method": "logit,ld,cwd", "final_weight": 1.0}
+            stage["epochs"] = a.epochs
         elif name == "lf-finetune":
             stage = {"type": "finetune", "epochs": a.epochs}
         else:
@@ -604,7 +608,7 @@ def measure(a: argparse.Namespace) -> None:
         "notes) on their pseudo-labels, training arguments "
         f"{ {k: v for k, v in qat_train_args(0, 0.0).items() if k != 'lr0'} } and lr0 as the row's name says",
     }
-    js, md = write_results(NAME, sections, meta, notes)
+    js, md = write_results(a.results, sections, meta, notes)
     text = md.read_text(encoding="utf-8")
     payload = json.loads(js.read_text())
     if label_free:
@@ -643,6 +647,12 @@ def main() -> None:
     ap.add_argument("--qat-lr", type=float, default=5e-5, help="lf-qat learning rate (AdamW, no warm-up)")
     ap.add_argument("--latency-target", type=float, default=0.5, help="lf-prune budget, fraction of FP32 latency")
     ap.add_argument("--runs", type=int, default=100, help="timed runs per model in --measure")
+    ap.add_argument(
+        "--results",
+        default=NAME,
+        help="results name for --measure (bench/results/NAME.{json,md}); a name other than recovery keeps "
+        "recovery.md when only some jobs' outputs are on this machine",
+    )
     a = ap.parse_args()
     setup_logging()
     if not (a.job or a.measure):

@@ -13,6 +13,7 @@ from . import losses
 from .adapters import build_adapters, head_info, head_outputs, one2one_outputs
 from .options import DistillOptions
 from .pairing import fit_methods
+from .resample import teacher_input, to_student_grid
 from .teacher import Teacher, check_same_classes
 
 
@@ -55,6 +56,7 @@ class Distiller:
         self.teacher = teacher.to(device)
         self.widths = {"student": s_info.channels, "teacher": t_info.channels}
         self.reg_max = s_info.reg_max
+        self.stride = int(max(getattr(teacher.model, "stride", torch.tensor([32.0])).tolist()))
         self.one2one = s_info.one2one and t_info.one2one
         self.adapters = build_adapters(
             self.opts.methods, s_info.channels, t_info.channels, self.opts.mgd_mask_ratio
@@ -80,7 +82,10 @@ class Distiller:
             zero = torch.zeros((), device=img.device)
             return {term_name(m): zero for m in o.methods}
         student = head_outputs(preds)
-        teacher = self.teacher(img)
+        teacher = self.teacher(teacher_input(img, o.teacher_scale, self.stride))
+        if o.teacher_scale != 1.0:
+            s_shapes = [tuple(f.shape[-2:]) for f in student["feats"]]
+            teacher = to_student_grid(teacher, s_shapes, self.reg_max, o.temperature)
         branches = [(student, teacher)]
         if self.one2one and teacher["one2one"] is not None:
             s_o2o = one2one_outputs(preds)

@@ -2,7 +2,7 @@
 
 ``ld`` distils the DFL bins of each box side, so it needs the same number of bins on both models, and more than
 one: YOLO26 (``reg_max: 1``) regresses the box distances directly and has no distribution to distil. A stage
-without ``method`` leaves such a default method out with a log line; a method the user named (in ``method`` or
+without ``method`` leaves such a default method out with a log line (and takes ``cwd`` in ``ld``'s place); a method the user named (in ``method`` or
 ``weights``) that the pair cannot support stops the stage with one line before any training. Every method needs
 the same feature levels and strides on both models.
 """
@@ -14,7 +14,7 @@ from dataclasses import replace
 from yoloslim import ModelError, RecipeError
 
 from .adapters import HeadInfo
-from .options import DistillOptions
+from .options import DEFAULT_WEIGHTS, LD_STAND_IN, DistillOptions
 
 
 def _bins(reg_max: int) -> str:
@@ -68,6 +68,9 @@ def fit_methods(
 ) -> tuple[DistillOptions, list[str]]:
     """The options with the default methods the pair cannot use left out, and one note per method left out.
 
+    A default ``ld`` left out is replaced by :data:`~.options.LD_STAND_IN` at its default weight (unless already
+    active), so the defaults still distil more than the class scores.
+
     Args:
         opts: The stage's options (``opts.defaulted`` names the methods that may be left out).
         student: The student's head, from :func:`yoloslim_distill.adapters.head_info`.
@@ -86,13 +89,19 @@ def fit_methods(
         if reason is None:
             weights[method] = weight
         elif method in opts.defaulted:
-            notes.append(f"'{method}' left out of the default methods: it {reason}")
+            stand_in = method == "ld" and LD_STAND_IN not in opts.loss_weights
+            notes.append(
+                f"'{method}' left out of the default methods: it {reason}"
+                + (f"; '{LD_STAND_IN}' (neck features) distils in its place" if stand_in else "")
+            )
+            if stand_in:
+                weights[LD_STAND_IN] = DEFAULT_WEIGHTS[LD_STAND_IN]
         else:
             raise RecipeError(
                 f"{where}: method '{method}' {reason} (teacher '{opts.teacher}'); remove '{method}' from "
                 "'method' and 'weights', or leave 'method' unset to use the default methods that fit"
             )
-    if len(weights) == len(opts.loss_weights):  # every method fits: the options stay as the user gave them
+    if weights == opts.loss_weights:  # every method fits: the options stay as the user gave them
         return opts, notes
     if not weights:
         raise RecipeError(

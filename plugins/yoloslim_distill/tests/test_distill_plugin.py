@@ -340,16 +340,21 @@ def test_default_methods_leave_ld_out_without_common_dfl_bins_and_requested_ld_i
     v8 = HeadInfo([64, 128, 256], 84, 16, False)
     y26 = HeadInfo([64, 128, 256], 84, 1, True)
     default = parse_options({"teacher": "t.pt"})
-    assert default.methods == ("logit", "ld", "cwd")
+    assert default.methods == ("logit", "ld") and default.final_weight == 0.0
+    assert [default.weight_at("ld", e, 3) for e in range(3)] == [1.0, 0.5, 0.0]  # decays to 0 by the last epoch
     assert fit_methods(default, v8, v8) == (default, [])
     for student, teacher, why in (
         (y26, v8, "the teacher has 16 DFL bins per box side and the student no DFL bins"),
         (v8, y26, "the teacher has no DFL bins (reg_max 1, as in YOLO26) and the student 16"),
         (y26, y26, "neither model has any"),
     ):
-        fitted, notes = fit_methods(default, student, teacher)
+        fitted, notes = fit_methods(default, student, teacher)  # cwd distils in ld's place, at its default weight
         assert fitted.methods == ("logit", "cwd") and fitted.loss_weights == {"logit": 0.5, "cwd": 3.0}
         assert len(notes) == 1 and notes[0].startswith("'ld' left out of the default methods") and why in notes[0]
+        assert notes[0].endswith("'cwd' (neck features) distils in its place")
+        assert fitted.final_weight == 0.0
+    reweighted = parse_options({"teacher": "t.pt", "weights": "logit=1"})  # a weight keeps the other defaults
+    assert fit_methods(reweighted, y26, y26)[0].loss_weights == {"logit": 1.0, "cwd": 3.0}
     for asked in ({"method": "logit,ld"}, {"weights": "ld=2"}):  # named in 'method', or asked for by a weight
         with pytest.raises(RecipeError, match=r"stage 'kd': method 'ld' .* remove 'ld' from 'method'"):
             fit_methods(parse_options({"teacher": "t.pt", **asked}), y26, v8, "stage 'kd'")
@@ -467,3 +472,51 @@ def test_cli_refuses_ld_for_a_yolo26_student_in_one_line_before_training(
     assert "remove 'ld' from 'method'" in err[-1]
     assert not (tmp_path / "x.pt").exists()
     assert not list((tmp_path / "run").rglob("*.pt")) and not list((tmp_path / "run").rglob("train"))
+
+
+def test_teacher_scale_resamples_the_teachers_maps_onto_the_students_cells_and_rebins_its_distances():
+    from yoloslim_distill.resample import rebin, teacher_input, to_student_grid
+
+    assert torch.equal(rebin(16, 1.0), torch.eye(16))
+    half = rebin(16, 0.5)  # bin 6 -> 3; bin 5 -> half 2, half 3; every row still a distribution
+    assert half[6, 3] == 1 and half[5, 2] == half[5, 3] == 0.5 and torch.allclose(half.sum(1), torch.ones(16))
+    assert tuple(teacher_input(torch.zeros(1, 3, 256, 192), 1.25, 32).shape[-2:]) == (320, 256)
+
+    t_shapes, s_shapes, nc, reg_max, temp = [(8, 8), (4, 4)], [(4, 4), (2, 2)], 3, 16, 2.0
+    a_t = sum(h * w for h, w in t_shapes)
+    bins = torch.full((1, 4, reg_max, a_t), -30.0)
+    bins[:, 0, 6], bins[:, 1, 6], bins[:, 2, 5], bins[:, 3, 10] = 30.0, 30.0, 30.0, 30.0  # sharp distances
+    teacher = {
+        "scores": torch.full((1, nc, a_t), 1.5),
+        "boxes": bins.reshape(1, 4 * reg_max, a_t) * temp,
+        "feats": [torch.ones(1, 5, h, w) for h, w in t_shapes],
+        "one2one": None,
+    }
+    out = to_student_grid(teacher, s_shapes, reg_max, temp)
+    a_s = sum(h * w for h, w in s_shapes)
+    assert out["scores"].shape == (1, nc, a_s) and torch.allclose(out["scores"], torch.tensor(1.5))
+    assert [tuple(f.shape[-2:]) for f in out["feats"]] == s_shapes
+    p = torch.softmax(out["boxes"].reshape(1, 4, reg_max, a_s) / temp, dim=2)
+    assert torch.allclose(p.sum(2), torch.ones(1, 4, a_s), atol=1e-5)
+    assert torch.allclose(p[:, 0, 3], torch.ones(a_s), atol=1e-4)  # 6 teacher strides = 3 student strides
+    assert torch.allclose(p[:, 2, 2], torch.full((a_s,), 0.5), atol=1e-4)  # 5 -> 2.5: split between 2 and 3
+    assert torch.allclose(p[:, 3, 5], torch.ones(a_s), atol=1e-4)
+    assert to_student_grid(teacher, t_shapes, reg_max, temp) is teacher  # same cells: untouched
+
+
+def test_distiller_with_a_teacher_at_twice_the_input_trains_every_method():
+    teacher = Teacher(_model("yolov8s.yaml", seed=0), "t.pt", "fp32")
+    student = _model(seed=1).train()
+    seen = []
+    forward = teacher.__call__
+    distiller = Distiller(teacher, student, _opts("logit,ld,cwd,sl2", teacher_scale=2.0), IMGSZ)
+    distiller.teacher = lambda img: seen.append(tuple(img.shape[-2:])) or forward(img)
+    x = _images()
+    terms = distiller.losses(x, student(x))
+    assert seen == [(2 * IMGSZ, 2 * IMGSZ)]
+    assert set(terms) == {"kd_logit", "kd_ld", "kd_cwd", "kd_sl2"}
+    assert all(torch.isfinite(v) and v.item() > 0 for v in terms.values())
+    sum(terms.values()).backward()
+    assert student.model[-1].cv2[0][-1].weight.grad.abs().sum() > 0
+    with pytest.raises(RecipeError, match="teacher_scale"):
+        _opts("logit", teacher_scale=0)
