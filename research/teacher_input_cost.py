@@ -111,7 +111,7 @@ def main() -> None:
     atomic_write_json(RESULTS / "recovery-teacher-imgsz.json", payload)
     print(f"plain {plain:.1f} s/epoch, distill (teacher at 256) {kd:.1f} s = {kd / plain:.2f}x ({images} images)")
     for s in SIZES:
-        print(f"teacher at {s}: forward {fwd[s]:.1f} s/epoch, predicted epoch {predicted[s]:.2f}x plain (target <= 1.6x)")
+        print(f"teacher at {s}: forward {fwd[s]:.1f} s/epoch, predicted epoch {predicted[s]:.2f}x plain (<= 1.6x)")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 ``ld`` distils the DFL bins of each box side, so it needs the same number of bins on both models, and more than
 one: YOLO26 (``reg_max: 1``) regresses the box distances directly and has no distribution to distil. A stage
-without ``method`` leaves such a default method out with a log line (and takes ``cwd`` in ``ld``'s place); a method the user named (in ``method`` or
-``weights``) that the pair cannot support stops the stage with one line before any training. Every method needs
-the same feature levels and strides on both models.
+without ``method`` leaves such a default method out with a log line (and takes ``cwd`` in ``ld``'s place); a
+method the user named (in ``method`` or ``weights``) that the pair cannot support stops the stage with one line
+before any training. Every method needs the same feature levels and strides on both models.
 """
 
 from __future__ import annotations
