@@ -538,8 +538,13 @@ FINDINGS = [
     "carries it; half the weights (logit 0.25, ld 0.5, decayed) +0.74 (0.5339 +- 0.0018), so 1x is the best of "
     "0.5x, 1x and 2x; distilling only the first half of the epochs (decay_end 0.5: the weights reach 0 at epoch 15 "
     "and the teacher stops running) +0.71 (0.5336 +- 0.0025), within the seeds of the full decay's +0.85. The "
-    "teacher (bundled YOLOv8s, test mAP50-95 0.612) is 8 points above the student; the teacher at a larger input "
-    "size was not tried",
+    "teacher (bundled YOLOv8s, test mAP50-95 0.612) is 8 points above the student",
+    "item 2, the teacher at a larger input (bench/results/recovery-distill-t320*.md; teacher_scale 1.25: the YOLOv8s "
+    "sees 320 px, where it scores 0.687 against 0.614 at 256, its outputs resampled onto the student's cells): for "
+    "the first half of the epochs (decay_end 0.5) +0.86 (0.5352 +- 0.0018), +0.15 over the same schedule with the "
+    "teacher at 256 px, at 2.05x plain fine-tuning per teacher epoch and 1.52x over the run (interleaved, evening "
+    "host; the 256 px teacher over all epochs: 1.70x per epoch there, 1.49x on the afternoon host). MISSED +1.0 "
+    "by 0.14",
     "label-free INT8 (the unpruned YOLO11n): PTQ calibrated on the camera's own frames agrees best; QAT on the "
     "original's pseudo-labels (3 epochs, 180 frames) lowers agreement at every rate tried (rows above): it trains on "
     "the original's hard detections above conf 0.25, not on its scores, so the model's confidences drift from the "
