@@ -543,8 +543,10 @@ FINDINGS = [
     "sees 320 px, where it scores 0.687 against 0.614 at 256, its outputs resampled onto the student's cells): for "
     "the first half of the epochs (decay_end 0.5) +0.86 (0.5352 +- 0.0018), +0.15 over the same schedule with the "
     "teacher at 256 px, at 2.05x plain fine-tuning per teacher epoch and 1.52x over the run (interleaved, evening "
-    "host; the 256 px teacher over all epochs: 1.70x per epoch there, 1.49x on the afternoon host). MISSED +1.0 "
-    "by 0.14",
+    "host; the 256 px teacher over all epochs: 1.70x per epoch there, 1.49x on the afternoon host): 0.14 short of "
+    "+1.0. Over all 30 epochs (final_weight 0) +1.75 (0.5440 +- 0.0034): past +1.0 and Ultralytics' distill_model= "
+    "by far, at 2.05x plain fine-tuning per epoch (target <= 1.6x): the accuracy target is reached only above the "
+    "time budget",
     "label-free INT8 (the unpruned YOLO11n): PTQ calibrated on the camera's own frames agrees best; QAT on the "
     "original's pseudo-labels (3 epochs, 180 frames) lowers agreement at every rate tried (rows above): it trains on "
     "the original's hard detections above conf 0.25, not on its scores, so the model's confidences drift from the "
