@@ -231,9 +231,15 @@ def run_prune_variants(seeds: list[int]) -> None:
         stages = [
             {"type": "prune", "target_macs": 0.8, "epochs": 0},
             # the distill defaults these rows were measured with (before logit,ld decayed to 0 became the default)
-            {"type": "distill", "teacher": spec, "method": "logit,ld,cwd", "final_weight": 1.0},
+            {
+                "type": "distill",
+                "teacher": spec,
+                "method": "logit,ld,cwd",
+                "final_weight": 1.0,
+                "epochs": DEFAULT_EPOCHS,
+                "train": train,
+            },
         ]
-        stages[1].update(epochs=DEFAULT_EPOCHS, train=train)
         recipe.parent.mkdir(parents=True, exist_ok=True)
         recipe.write_text(yaml.safe_dump({"name": f"prune-{variant}", "stages": stages}, sort_keys=False))
         run_cli(["compress", str(STUDENT), "--out", str(run_dir), "--recipe", str(recipe)], run_dir)
@@ -276,8 +282,13 @@ def job(name: str, a: argparse.Namespace) -> None:
             continue
         if name == "lf-distill":
             # the distill defaults the committed rows were measured with (before logit,ld decayed to 0)
-            stage = {"type": "distill", "teacher": str(YOLO11), "method": "logit,ld,cwd", "final_weight": 1.0}
-            stage["epochs"] = a.epochs
+            stage = {
+                "type": "distill",
+                "teacher": str(YOLO11),
+                "method": "logit,ld,cwd",
+                "final_weight": 1.0,
+                "epochs": a.epochs,
+            }
         elif name == "lf-finetune":
             stage = {"type": "finetune", "epochs": a.epochs}
         else:

@@ -65,9 +65,12 @@ def _branch(
     softened distribution, so that ``softmax(boxes / T)`` in the LD loss gives that distribution back)."""
     scores = torch.cat([_resize(s, hw).flatten(2) for s, hw in zip(_levels(branch["scores"], t_shapes), s_shapes)], -1)
     out = {"scores": scores}
-    if reg_max <= 1:  # distances regressed directly (YOLO26): scale them, no distribution to re-bin
-        boxes = [_resize(b, hw) for b, hw in zip(_levels(branch["boxes"], t_shapes), s_shapes)]
-        out["boxes"] = torch.cat([b.flatten(2) * (hw[1] / t[1]) for b, hw, t in zip(boxes, s_shapes, t_shapes)], -1)
+    if reg_max <= 1:  # distances regressed directly (YOLO26): scale them per axis, no distribution to re-bin
+        boxes = []
+        for b, (th, tw), (sh, sw) in zip(_levels(branch["boxes"], t_shapes), t_shapes, s_shapes):
+            ratio = b.new_tensor([sw / tw, sh / th, sw / tw, sh / th]).view(1, 4, 1, 1)  # sides l, t, r, b
+            boxes.append((_resize(b, (sh, sw)) * ratio).flatten(2))
+        out["boxes"] = torch.cat(boxes, -1)
         return out
     boxes = []
     for b, (th, tw), (sh, sw) in zip(_levels(branch["boxes"], t_shapes), t_shapes, s_shapes):
